@@ -1,0 +1,1 @@
+//! The desktop agent: enrollment, credentials, long-poll, outbox (issue 4).

@@ -1,0 +1,1 @@
+//! The bundled relay (issue 2).

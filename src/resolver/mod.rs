@@ -1,0 +1,1 @@
+//! The manual redirect resolver (issue 3).
