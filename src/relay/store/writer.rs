@@ -1,0 +1,234 @@
+//! The single writer thread and its group commit.
+//!
+//! SQLite allows one writer at a time, and with `synchronous=FULL` each commit
+//! costs an fsync. Instead of one transaction per request, every write is sent
+//! here as an [`Op`]; the thread takes whatever is waiting (up to
+//! [`MAX_BATCH`]), runs each op inside its own savepoint of one transaction,
+//! commits once, and only then answers every op. So a 202 is never sent
+//! before its job is on disk, while one fsync serves a whole burst of
+//! requests. An op that fails rolls back to its savepoint without disturbing
+//! the others.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tokio::sync::{Notify, oneshot};
+
+use super::jobs::{self, ClaimedTask, Reaped, Submitted};
+use super::principals;
+use crate::protocol::{EnrollRequest, EnrollResponse, ErrorCode, FetchRequest};
+use crate::relay::Rejection;
+
+/// Most ops committed together.
+pub const MAX_BATCH: usize = 512;
+
+/// A nonce to consume as part of an op (after its signature verified).
+#[derive(Debug, Clone)]
+pub struct NonceUse {
+    pub key_id: String,
+    pub nonce: String,
+    pub expires_at: i64,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Rejection>>;
+
+/// One unit of work for the writer.
+pub enum Op {
+    /// Only consume the nonce (signed reads).
+    Nonce(Reply<()>),
+    Submit {
+        key_id: String,
+        request: FetchRequest,
+        reply: Reply<Submitted>,
+    },
+    Claim {
+        device_id: String,
+        capacity: u32,
+        lease_ms: i64,
+        reply: Reply<Vec<ClaimedTask>>,
+    },
+    Release {
+        lease_ids: Vec<String>,
+    },
+    PostResult {
+        device_id: String,
+        task_id: String,
+        lease_id: String,
+        result_json: String,
+        reply: Reply<()>,
+    },
+    Enroll {
+        request: EnrollRequest,
+        reply: Reply<EnrollResponse>,
+    },
+    Maintain {
+        max_expiries: u32,
+        retention_ms: i64,
+        reply: Reply<Reaped>,
+    },
+}
+
+/// An op with its timestamp and the nonce it consumes.
+pub struct Envelope {
+    pub op: Op,
+    pub nonce: Option<NonceUse>,
+    pub now: i64,
+}
+
+/// Sends an answer once the batch's fate is known.
+type Answer = Box<dyn FnOnce(Option<&Rejection>) + Send>;
+
+fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, Rejection>) -> Answer {
+    Box::new(move |commit_failed| {
+        let _ = reply.send(match commit_failed {
+            None => result,
+            Some(e) => Err(e.clone()),
+        });
+    })
+}
+
+/// Runs until every sender is dropped, then returns.
+pub fn run(mut conn: Connection, rx: mpsc::Receiver<Envelope>, work_available: Arc<Notify>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = Vec::with_capacity(64);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(env) => batch.push(env),
+                Err(_) => break,
+            }
+        }
+        let mut wake = false;
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let committed = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for env in batch.drain(..) {
+                tx.execute_batch("SAVEPOINT op")?;
+                let (ans, ok, wakes) = execute(&tx, env);
+                if ok {
+                    tx.execute_batch("RELEASE op")?;
+                    wake |= wakes;
+                } else {
+                    tx.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                }
+                answers.push(ans);
+            }
+            tx.commit()
+        })();
+        let failure = committed
+            .err()
+            .map(|e| Rejection::internal("commit failed", e));
+        if failure.is_some() {
+            wake = false;
+        }
+        // A failure before all ops ran leaves some unanswered: their senders
+        // drop with `batch`, which the waiting handler reports as internal.
+        drop(batch);
+        for ans in answers {
+            ans(failure.as_ref());
+        }
+        if wake {
+            work_available.notify_waiters();
+        }
+    }
+}
+
+/// Runs one op; returns its answer, whether it succeeded, and whether it made work available.
+fn execute(conn: &Connection, env: Envelope) -> (Answer, bool, bool) {
+    let Envelope { op, nonce, now } = env;
+    if let Some(n) = &nonce {
+        match jobs::consume_nonce(conn, &n.key_id, &n.nonce, n.expires_at) {
+            Ok(true) => {}
+            Ok(false) => {
+                let e = Rejection::new(
+                    ErrorCode::ReplayedNonce,
+                    "this nonce was already used; sign every request with a fresh nonce",
+                );
+                return (fail(op, e), false, false);
+            }
+            Err(e) => return (fail(op, e.into()), false, false),
+        }
+        if n.key_id.starts_with(crate::relay::ids::DEVICE_PREFIX) {
+            if let Err(e) = principals::touch_device(conn, &n.key_id, now) {
+                return (fail(op, e.into()), false, false);
+            }
+        }
+    }
+    match op {
+        Op::Nonce(reply) => (answer(reply, Ok(())), true, false),
+        Op::Submit {
+            key_id,
+            request,
+            reply,
+        } => {
+            let r = jobs::submit(conn, &key_id, &request, now);
+            let (ok, created) = match &r {
+                Ok(s) => (true, s.created),
+                Err(_) => (false, false),
+            };
+            (answer(reply, r), ok, created)
+        }
+        Op::Claim {
+            device_id,
+            capacity,
+            lease_ms,
+            reply,
+        } => {
+            let r = jobs::claim(conn, &device_id, capacity, lease_ms, now).map_err(Rejection::from);
+            let ok = r.is_ok();
+            (answer(reply, r), ok, false)
+        }
+        Op::Release { lease_ids } => {
+            let r = jobs::release(conn, &lease_ids, now);
+            let ok = r.is_ok();
+            let released = matches!(r, Ok(n) if n > 0);
+            (Box::new(|_| {}), ok, released)
+        }
+        Op::PostResult {
+            device_id,
+            task_id,
+            lease_id,
+            result_json,
+            reply,
+        } => {
+            let r = jobs::post_result(conn, &device_id, &task_id, &lease_id, &result_json, now);
+            let ok = r.is_ok();
+            (answer(reply, r), ok, false)
+        }
+        Op::Enroll { request, reply } => {
+            let r = principals::enroll(conn, &request, now);
+            let ok = r.is_ok();
+            (answer(reply, r), ok, false)
+        }
+        Op::Maintain {
+            max_expiries,
+            retention_ms,
+            reply,
+        } => {
+            let r = (|| -> rusqlite::Result<Reaped> {
+                let reaped = jobs::reap_expired_leases(conn, now, max_expiries)?;
+                jobs::prune_nonces(conn, now / 1000)?;
+                jobs::prune_finished(conn, now.saturating_sub(retention_ms))?;
+                Ok(reaped)
+            })()
+            .map_err(Rejection::from);
+            let ok = r.is_ok();
+            let wakes = matches!(&r, Ok(reaped) if reaped.requeued > 0);
+            (answer(reply, r), ok, wakes)
+        }
+    }
+}
+
+/// Answers an op with an error without running it.
+fn fail(op: Op, e: Rejection) -> Answer {
+    match op {
+        Op::Nonce(reply) => answer(reply, Err(e)),
+        Op::Submit { reply, .. } => answer(reply, Err(e)),
+        Op::Claim { reply, .. } => answer(reply, Err(e)),
+        Op::Release { .. } => Box::new(|_| {}),
+        Op::PostResult { reply, .. } => answer(reply, Err(e)),
+        Op::Enroll { reply, .. } => answer(reply, Err(e)),
+        Op::Maintain { reply, .. } => answer(reply, Err(e)),
+    }
+}
