@@ -1,1 +1,61 @@
-//! The desktop agent: enrollment, credentials, long-poll, outbox (issue 4).
+//! The headless desktop agent (SPEC §6, §9): it enrolls a computer, keeps the
+//! device secret in the OS keychain, long-polls the relay over outbound
+//! HTTPS only, resolves links locally and posts signed results back — and it
+//! never loses a result it worked for.
+//!
+//! One concept per file:
+//!
+//! - [`config`]: `config.toml` + flags → settings; relay URL rules (https unless loopback);
+//! - [`credentials`]: keychain and environment credential sources, no plaintext fallback;
+//! - [`client`]: signed requests to the relay, one clock correction on `stale_timestamp`;
+//! - [`policy`]: the one table of relay answers that retry, stop or drop;
+//! - [`backoff`]: full-jitter exponential backoff, 1 s → 60 s, `Retry-After` as floor;
+//! - [`outbox`]: results fsync'd to disk before posting, removed once accepted;
+//! - [`runner`]: the poll/resolve/post loop with capacity and a clean drain on stop;
+//! - [`shutdown`]: first signal drains, second exits;
+//! - [`lock`]: one agent per user;
+//! - [`logging`]: daily-rolling log files (14 kept) + stderr;
+//! - [`status`] and [`doctor`]: what `link-peeler status` and `doctor` report.
+//!
+//! The agent depends on [`crate::protocol`], [`crate::signing`] and the
+//! [`crate::resolver`] only — never on the relay.
+
+pub mod backoff;
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod lock;
+pub mod logging;
+pub mod outbox;
+pub mod policy;
+pub mod resolve;
+pub mod runner;
+pub mod shutdown;
+
+pub use resolve::LinkResolver;
+pub use runner::{Counters, Exit, Runner, RunnerConfig};
+
+/// `linux`, `macos` or `windows`, as sent at enrollment.
+pub fn platform() -> &'static str {
+    match std::env::consts::OS {
+        "macos" => "macos",
+        "windows" => "windows",
+        _ => "linux",
+    }
+}
+
+/// This computer's name, for the relay's device list.
+pub fn host_name() -> String {
+    let from_env = ["COMPUTERNAME", "HOSTNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok());
+    let from_file = || {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    from_env
+        .or_else(from_file)
+        .filter(|s| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control))
+        .unwrap_or_else(|| "link-peeler-agent".into())
+}
