@@ -10,12 +10,14 @@
 //!   it knows nothing of relays, polling or UI;
 //! - [`agent`] enrolls a desktop, long-polls the relay, runs the resolver and
 //!   posts results back;
+//! - [`demo`] runs relay, agent and a redirect lab in one process (`link-peeler demo`);
 //! - [`cli`] is the `link-peeler` command line on top of all of that.
 //!
 //! ARCHITECTURE.md has the map and the invariants.
 
 pub mod agent;
 pub mod cli;
+pub mod demo;
 pub mod protocol;
 pub mod relay;
 pub mod resolver;

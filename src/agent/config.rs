@@ -201,6 +201,30 @@ pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigE
     })
 }
 
+/// A config file that was found (or not) and the settings made from it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    /// Whether the file exists (a missing file means defaults).
+    pub present: bool,
+    pub file: FileConfig,
+    pub settings: Settings,
+}
+
+/// Finds, reads and merges the config with `flags`.
+pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Loaded, ConfigError> {
+    let path = config_path(explicit)?;
+    let present = path.exists();
+    let file = load_file(&path)?;
+    let settings = resolve(&file, flags)?;
+    Ok(Loaded {
+        path,
+        present,
+        file,
+        settings,
+    })
+}
+
 /// Parses and checks a relay base URL without touching the network.
 ///
 /// `https://` always; `http://` only when the host is loopback (`127.0.0.0/8`,

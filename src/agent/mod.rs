@@ -24,6 +24,7 @@ pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod credentials;
+pub mod doctor;
 pub mod lock;
 pub mod logging;
 pub mod outbox;
@@ -31,6 +32,7 @@ pub mod policy;
 pub mod resolve;
 pub mod runner;
 pub mod shutdown;
+pub mod status;
 
 pub use resolve::LinkResolver;
 pub use runner::{Counters, Exit, Runner, RunnerConfig};

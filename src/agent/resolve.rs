@@ -16,3 +16,26 @@ pub trait LinkResolver: Send + Sync + 'static {
         options: &FetchOptions,
     ) -> impl Future<Output = ResolutionResult> + Send;
 }
+
+impl LinkResolver for crate::resolver::Resolver {
+    async fn resolve(&self, url: &str, options: &FetchOptions) -> ResolutionResult {
+        self.resolve_with(url, options.max_hops, options.user_agent.as_deref())
+            .await
+    }
+}
+
+/// Builds the resolver the agent runs with: SPEC defaults, plus the
+/// configured User-Agent and allowed networks.
+pub fn build(
+    user_agent: Option<&str>,
+    allow_networks: &[ipnet::IpNet],
+) -> Result<crate::resolver::Resolver, crate::resolver::ResolverError> {
+    let mut cfg = crate::resolver::ResolverConfig {
+        allow_networks: allow_networks.to_vec(),
+        ..Default::default()
+    };
+    if let Some(ua) = user_agent {
+        cfg.user_agent = ua.to_owned();
+    }
+    crate::resolver::Resolver::new(cfg)
+}

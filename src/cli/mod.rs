@@ -8,6 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
+mod doctor;
+mod enroll;
+mod run;
+mod sign_out;
+mod status;
 mod submit;
 
 /// Resolve tracking links on this desktop for a Link Peeler relay.
@@ -22,12 +28,30 @@ pub struct Cli {
 pub enum Command {
     /// Submit one signed job to a relay (for developers trying the API).
     Submit(submit::SubmitArgs),
+    /// Run relay, agent and a redirect lab in one process and resolve a few links (loopback only).
+    Demo(demo::DemoArgs),
+    /// Exchange a one-time code for device credentials, stored in the OS keychain.
+    Enroll(enroll::EnrollArgs),
+    /// Run the agent: long-poll the relay, resolve links, post results.
+    Run(run::RunArgs),
+    /// Show enrollment, relay reachability, clock skew and unsent results.
+    Status(status::StatusArgs),
+    /// Check keychain, config, relay, TLS and clock; PASS/FAIL per line with hints.
+    Doctor(doctor::DoctorArgs),
+    /// Remove this computer's device credentials from the OS keychain.
+    SignOut(sign_out::SignOutArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Submit(args)) => submit::run(args),
+        Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Enroll(args)) => enroll::run(args),
+        Some(Command::Run(args)) => run::run(args),
+        Some(Command::Status(args)) => status::run(args),
+        Some(Command::Doctor(args)) => doctor::run(args),
+        Some(Command::SignOut(args)) => sign_out::run(args),
         None => {
             eprintln!("link-peeler: the tray app is not built yet; see `link-peeler --help`");
             ExitCode::from(2)

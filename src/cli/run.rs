@@ -1,0 +1,179 @@
+//! `link-peeler run --headless`: the agent without a tray icon, for servers,
+//! containers and service managers.
+//!
+//! Start-up order matters: settings first (a bad config fails before
+//! anything else), then the per-user lock (a second instance says so and
+//! exits without touching logs or the outbox), then logging, credentials and
+//! the relay URL; only then the runtime and the loop.
+//!
+//! Exit codes: 0 stopped cleanly, 1 could not start, 2 usage, 3 sign-in
+//! required (the relay revoked or does not know this device), 130 second signal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::client::RelayClient;
+use crate::agent::config::{self, Overrides};
+use crate::agent::outbox::Outbox;
+use crate::agent::runner::{Exit, Runner, RunnerConfig};
+use crate::agent::{credentials, lock, logging, resolve, shutdown};
+
+/// Hidden, test-only: pretend the local clock is off by this many seconds.
+pub const ENV_TEST_CLOCK_SKEW: &str = "LINK_PEELER_TEST_CLOCK_SKEW_SECS";
+
+/// Exit code when the relay no longer accepts this device.
+pub const EXIT_SIGN_IN_REQUIRED: u8 = 3;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run without the tray icon (required until the tray app exists)
+    #[arg(long)]
+    headless: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// Flags that override config.toml (shared by run, status and doctor).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SettingsArgs {
+    /// Relay base URL (https://…; http:// only for a loopback relay)
+    #[arg(long, value_name = "URL")]
+    pub relay: Option<String>,
+    /// Resolutions run at once (1–64, default 4)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub capacity: Option<u32>,
+    /// Network the resolver may fetch despite the SSRF rules, e.g. 127.0.0.0/8 (repeatable)
+    #[arg(long = "allow-network", value_name = "CIDR")]
+    pub allow_networks: Vec<IpNet>,
+    /// User-Agent the resolver sends
+    #[arg(long, value_name = "UA")]
+    pub user_agent: Option<String>,
+    /// config.toml to use instead of the one in the user's config dir
+    #[arg(long, value_name = "PATH", env = config::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
+}
+
+/// The flags `status` and `doctor` take: which config, and which relay.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// Relay base URL to check instead of the configured one
+    #[arg(long, value_name = "URL")]
+    pub relay: Option<String>,
+    /// config.toml to use instead of the one in the user's config dir
+    #[arg(long, value_name = "PATH", env = config::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            relay: self.relay.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+impl SettingsArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            relay: self.relay.clone(),
+            capacity: self.capacity,
+            allow_networks: self.allow_networks.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    if !args.headless {
+        eprintln!(
+            "link-peeler run: the tray app is not built yet; use `link-peeler run --headless`"
+        );
+        return ExitCode::from(2);
+    }
+    match start(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("link-peeler: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(args.settings.config.as_deref(), &args.settings.overrides())?;
+    let data_dir = config::data_dir()?;
+    let _lock = lock::acquire(&data_dir)?;
+    let _logs = logging::init(&data_dir, true)?;
+    let (creds, source) = credentials::load(None)?;
+    let relay = match loaded.settings.relay.clone() {
+        Some(u) => u,
+        None => match creds.relay.as_deref() {
+            Some(r) => config::relay_url(r)?,
+            None => return Err(config::ConfigError::NoRelay { path: loaded.path }.into()),
+        },
+    };
+    let skew: i64 = match std::env::var(ENV_TEST_CLOCK_SKEW) {
+        Ok(v) => v.trim().parse().map_err(|_| {
+            anyhow::anyhow!("{ENV_TEST_CLOCK_SKEW} must be a whole number of seconds")
+        })?,
+        Err(_) => 0,
+    };
+    let settings = loaded.settings;
+    let resolver = resolve::build(settings.user_agent.as_deref(), &settings.allow_networks)
+        .map_err(|e| anyhow::anyhow!("cannot set up the resolver: {e}"))?;
+    let outbox = Outbox::in_data_dir(&data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot open the outbox in {}: {e}", data_dir.display()))?;
+    tracing::info!(
+        device = %creds.device_id,
+        credentials = %source,
+        data_dir = %data_dir.display(),
+        "starting headless agent"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("link-peeler-agent")
+        .enable_all()
+        .build()?;
+    let device_id = creds.device_id.clone();
+    let exit = runtime.block_on(async move {
+        let client = RelayClient::new(relay, Some(creds.signer()))?;
+        if skew != 0 {
+            tracing::warn!(
+                skew_seconds = skew,
+                "test clock skew in effect ({ENV_TEST_CLOCK_SKEW})"
+            );
+            client.set_clock_offset(skew);
+        }
+        let stop = CancellationToken::new();
+        shutdown::install(stop.clone())?;
+        let runner = Runner::new(
+            Arc::new(client),
+            resolver,
+            outbox,
+            RunnerConfig {
+                capacity: settings.capacity,
+                poll_wait_seconds: settings.poll_wait_seconds,
+                ..Default::default()
+            },
+            stop,
+        );
+        anyhow::Ok(runner.run().await)
+    })?;
+    // Do not wait for blocking threads (e.g. a keychain call) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(match exit {
+        Exit::Stopped { .. } => ExitCode::SUCCESS,
+        Exit::SignInRequired { reason, .. } => {
+            eprintln!(
+                "link-peeler: sign-in required: the relay no longer accepts device {device_id} ({reason}). Polling stopped; run `link-peeler sign-out` and enroll again with a new code."
+            );
+            ExitCode::from(EXIT_SIGN_IN_REQUIRED)
+        }
+    })
+}
