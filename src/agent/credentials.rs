@@ -114,6 +114,18 @@ pub enum CredentialError {
     NotEnrolled,
 }
 
+impl CredentialError {
+    /// The message without the how-to-fix advice (for `doctor`, which prints hints separately).
+    pub fn summary(&self) -> String {
+        match self {
+            CredentialError::NoKeychain { detail } => {
+                format!("no OS keychain is reachable ({detail})")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What to do when there is no keychain, per platform.
 pub fn no_keychain_hint() -> &'static str {
     if cfg!(target_os = "macos") {

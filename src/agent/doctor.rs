@@ -135,7 +135,7 @@ pub fn run(config_file: Option<&Path>, flags: &Overrides) -> Vec<Check> {
             "keychain",
             format!("not used: credentials come from environment variables ({e})"),
         )),
-        (Err(e), None) => checks.push(Check::fail("keychain", e.to_string(), keychain_hint(e))),
+        (Err(e), None) => checks.push(Check::fail("keychain", e.summary(), keychain_hint(e))),
     }
     let creds = match (&env, &keychain) {
         (Err(e), _) => {

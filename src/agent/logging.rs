@@ -11,6 +11,7 @@
 //! `EnvFilter` directive (default `info` for the agent, `warn` for libraries,
 //! so a chatty D-Bus or HTTP crate cannot leak protocol dumps by default).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use tracing_appender::non_blocking::WorkerGuard;
@@ -59,6 +60,7 @@ pub fn init(data_dir: &Path, stderr: bool) -> anyhow::Result<LogGuard> {
     let stderr_layer = stderr.then(|| {
         tracing_subscriber::fmt::layer()
             .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
     });
     tracing_subscriber::registry()
@@ -76,6 +78,7 @@ pub fn init_stderr(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -72,9 +72,13 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         .block_on(client.enroll(&request))
         .map_err(|e| match e {
             RelayError::Api { status, message, .. } if (400..500).contains(&status) => {
-                anyhow::anyhow!(
-                    "the relay refused the enrollment code ({message}); codes are single-use and expire, so ask your admin for a new one"
-                )
+                if message.contains("admin") {
+                    anyhow::anyhow!("the relay refused the enrollment code ({message})")
+                } else {
+                    anyhow::anyhow!(
+                        "the relay refused the enrollment code ({message}); codes are single-use and expire, so ask your admin for a new one"
+                    )
+                }
             }
             other => anyhow::anyhow!("{other}"),
         })?;
