@@ -2,12 +2,14 @@
 //!
 //! Why a lock and not a PID file: two agents for one device would lease
 //! twice the capacity and race on one outbox. An advisory OS lock
-//! (`flock`/`LockFileEx` via `std::fs::File::try_lock`) is released by the
+//! (`flock`/`LockFileEx` via `fs4`, the same calls std offers from Rust 1.89) is released by the
 //! kernel when the process dies, even by `kill -9`, so a crash never leaves
 //! a stale lock behind. The file also records the holder's pid so the second
 //! start can say who is running.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
+
+use fs4::{FileExt, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -64,7 +66,7 @@ pub fn acquire(data_dir: &Path) -> Result<InstanceLock, LockError> {
     };
     std::fs::create_dir_all(data_dir).map_err(io_err)?;
     let mut file = open(&path).map_err(io_err)?;
-    match file.try_lock() {
+    match FileExt::try_lock(&file) {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             return Err(LockError::AlreadyRunning {
@@ -84,9 +86,9 @@ pub fn acquire(data_dir: &Path) -> Result<InstanceLock, LockError> {
 /// The pid of the running agent for `data_dir`, if one holds the lock.
 pub fn holder(data_dir: &Path) -> Option<Option<u32>> {
     let mut file = open(&data_dir.join(LOCK_FILE)).ok()?;
-    match file.try_lock_shared() {
+    match FileExt::try_lock_shared(&file) {
         Ok(()) => {
-            let _ = file.unlock();
+            let _ = FileExt::unlock(&file);
             None
         }
         Err(TryLockError::WouldBlock) => Some(read_pid(&mut file)),
