@@ -8,6 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::protocol::ErrorCode;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteStatus {
     pub route: String,
@@ -63,6 +65,21 @@ impl Metrics {
             poll_waiters.clone(),
         );
         registry.register("jobs", "Jobs in the store by state", jobs.clone());
+        // Every 401 code exists from the start, so a rate over it is defined before the first failure.
+        for code in [
+            ErrorCode::MissingHeader,
+            ErrorCode::InvalidTimestamp,
+            ErrorCode::StaleTimestamp,
+            ErrorCode::InvalidNonce,
+            ErrorCode::ReplayedNonce,
+            ErrorCode::UnknownKey,
+            ErrorCode::RevokedKey,
+            ErrorCode::BadSignature,
+        ] {
+            signature_failures.get_or_create(&CodeLabel {
+                code: code.as_str().to_owned(),
+            });
+        }
         Metrics {
             registry: Arc::new(registry),
             requests,
