@@ -76,7 +76,7 @@ impl Metrics {
             ErrorCode::RevokedKey,
             ErrorCode::BadSignature,
         ] {
-            signature_failures.get_or_create(&CodeLabel {
+            let _ = signature_failures.get_or_create(&CodeLabel {
                 code: code.as_str().to_owned(),
             });
         }
