@@ -45,6 +45,8 @@ pub struct Level {
     pub per_second: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Average writes per fsync'd commit during this level (group commit at work).
+    pub ops_per_commit: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,13 +93,20 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     let mut levels = Vec::new();
     for &c in &args.concurrency {
         let url = format!("{}{}", relay.url(), paths::LINKS_FETCH);
-        levels.push(
-            drive(&format!("signed submit (c={c})"), c, duration, {
-                let (http, signer) = (http.clone(), signer.clone());
-                move |i| submit_once(http.clone(), signer.clone(), url.clone(), i)
-            })
-            .await,
+        let stats = relay.store().writer_stats();
+        let (commits, ops) = (
+            stats.commits.load(Ordering::Relaxed),
+            stats.ops.load(Ordering::Relaxed),
         );
+        let mut level = drive(&format!("signed submit (c={c})"), c, duration, {
+            let (http, signer) = (http.clone(), signer.clone());
+            move |i| submit_once(http.clone(), signer.clone(), url.clone(), i)
+        })
+        .await;
+        let commits = stats.commits.load(Ordering::Relaxed) - commits;
+        let ops = stats.ops.load(Ordering::Relaxed) - ops;
+        level.ops_per_commit = (commits > 0).then(|| ops as f64 / commits as f64);
+        levels.push(level);
         progress(json, levels.last());
     }
     let top = args.concurrency.iter().copied().max().unwrap_or(64);
@@ -141,8 +150,12 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
 
 fn progress(json: bool, level: Option<&Level>) {
     if let (false, Some(l)) = (json, level) {
+        let batch = l
+            .ops_per_commit
+            .map(|b| format!(", {b:.1} writes/commit"))
+            .unwrap_or_default();
         println!(
-            "{:<34} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests, {} errors)",
+            "{:<34} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests, {} errors{batch})",
             l.name, l.per_second, l.p50_ms, l.p99_ms, l.requests, l.errors
         );
     }
@@ -207,6 +220,7 @@ where
         per_second: all.len() as f64 / elapsed,
         p50_ms: percentile(&all, 0.50),
         p99_ms: percentile(&all, 0.99),
+        ops_per_commit: None,
     }
 }
 
