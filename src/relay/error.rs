@@ -55,7 +55,10 @@ impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.error.code.status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = self.error.code;
         let mut resp = (status, axum::Json(ErrorBody { error: self.error })).into_response();
+        // Lets the metrics middleware count failures by code, wherever they arose.
+        resp.extensions_mut().insert(code);
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

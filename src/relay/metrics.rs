@@ -8,6 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::protocol::ErrorCode;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteStatus {
     pub route: String,
@@ -32,6 +34,8 @@ pub struct Metrics {
     pub signature_failures: Family<CodeLabel, Counter>,
     pub poll_waiters: Gauge,
     pub jobs: Family<StateLabel, Gauge>,
+    pub writer_commits: Gauge,
+    pub writer_ops: Gauge,
 }
 
 impl Default for Metrics {
@@ -63,12 +67,41 @@ impl Metrics {
             poll_waiters.clone(),
         );
         registry.register("jobs", "Jobs in the store by state", jobs.clone());
+        let writer_commits = Gauge::default();
+        let writer_ops = Gauge::default();
+        registry.register(
+            "writer_commits",
+            "Transactions committed by the writer (each one fsync)",
+            writer_commits.clone(),
+        );
+        registry.register(
+            "writer_ops",
+            "Write operations committed; ops / commits is the group-commit batch size",
+            writer_ops.clone(),
+        );
+        // Every 401 code exists from the start, so a rate over it is defined before the first failure.
+        for code in [
+            ErrorCode::MissingHeader,
+            ErrorCode::InvalidTimestamp,
+            ErrorCode::StaleTimestamp,
+            ErrorCode::InvalidNonce,
+            ErrorCode::ReplayedNonce,
+            ErrorCode::UnknownKey,
+            ErrorCode::RevokedKey,
+            ErrorCode::BadSignature,
+        ] {
+            let _ = signature_failures.get_or_create(&CodeLabel {
+                code: code.as_str().to_owned(),
+            });
+        }
         Metrics {
             registry: Arc::new(registry),
             requests,
             signature_failures,
             poll_waiters,
             jobs,
+            writer_commits,
+            writer_ops,
         }
     }
 

@@ -78,6 +78,11 @@ impl RunningRelay {
         format!("http://{}", self.addr)
     }
 
+    /// The relay's store (tests and the benchmark read its counters).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// A token that, once cancelled, starts a graceful shutdown.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()

@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use crate::protocol::{ErrorCode, MAX_BODY_BYTES};
 use crate::relay::Rejection;
-use crate::relay::metrics::CodeLabel;
 use crate::relay::store::{Lookup, NonceUse, PrincipalKind};
 use crate::signing::{self, SignedHeaders};
 
@@ -76,27 +75,6 @@ pub struct Authed {
 
 /// Verifies a signed request for an endpoint meant for `want`.
 pub fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-    want: PrincipalKind,
-) -> Result<Authed, Rejection> {
-    let result = check(state, headers, body, want);
-    if let Err(r) = &result {
-        if r.code().status() == 401 {
-            state
-                .metrics
-                .signature_failures
-                .get_or_create(&CodeLabel {
-                    code: r.code().as_str().to_owned(),
-                })
-                .inc();
-        }
-    }
-    result
-}
-
-fn check(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],

@@ -23,7 +23,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 
 use super::Rejection;
-use super::metrics::{Metrics, RouteStatus};
+use super::metrics::{CodeLabel, Metrics, RouteStatus};
 use super::store::Store;
 use crate::protocol::{ErrorCode, HEADER_SIGNATURE, paths};
 
@@ -81,6 +81,17 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let resp = next.run(req).await;
+    if let Some(code) = resp.extensions().get::<ErrorCode>() {
+        if code.status() == 401 {
+            state
+                .metrics
+                .signature_failures
+                .get_or_create(&CodeLabel {
+                    code: code.as_str().to_owned(),
+                })
+                .inc();
+        }
+    }
     state
         .metrics
         .requests

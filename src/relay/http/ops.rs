@@ -1,5 +1,7 @@
 //! Operator endpoints: `GET /healthz` and `GET /metrics`.
 
+use std::sync::atomic::Ordering;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -31,6 +33,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             })
             .set(n);
     }
+    let stats = state.store.writer_stats();
+    let metrics = &state.metrics;
+    metrics
+        .writer_commits
+        .set(stats.commits.load(Ordering::Relaxed) as i64);
+    metrics
+        .writer_ops
+        .set(stats.ops.load(Ordering::Relaxed) as i64);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -23,8 +23,8 @@ pub use principals::{
     EnrollmentCode, KeyInfo, Lookup, NewKey, PrincipalKind,
 };
 pub use schema::SCHEMA_VERSION;
-pub use writer::NonceUse;
 use writer::{Envelope, Op};
+pub use writer::{NonceUse, WriterStats};
 
 use crate::protocol::{EnrollRequest, EnrollResponse, ErrorCode, FetchRequest, Job};
 use crate::relay::Rejection;
@@ -45,6 +45,7 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     /// Signalled after a commit that made a task available to agents.
     work_available: Arc<Notify>,
+    stats: Arc<WriterStats>,
     path: PathBuf,
 }
 
@@ -58,15 +59,18 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let work_available = Arc::new(Notify::new());
         let notify = work_available.clone();
+        let stats = Arc::new(WriterStats::default());
+        let writer_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("relay-writer".into())
-            .spawn(move || writer::run(conn, rx, notify))?;
+            .spawn(move || writer::run(conn, rx, notify, writer_stats))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(thread)),
                 readers,
                 work_available,
+                stats,
                 path: path.to_owned(),
             }),
         })
@@ -74,6 +78,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Commits and ops of the group commit so far.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.inner.stats
     }
 
     /// Woken whenever a task may have become available.

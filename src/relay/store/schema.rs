@@ -42,7 +42,7 @@ const MIGRATIONS: &[&str] = &[
         device_id    TEXT
     );
     CREATE TABLE jobs (
-        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq              INTEGER PRIMARY KEY,
         id               TEXT NOT NULL UNIQUE,
         api_key_id       TEXT NOT NULL,
         idempotency_key  TEXT NOT NULL,
@@ -103,6 +103,7 @@ pub fn open_reader(path: &Path) -> anyhow::Result<Connection> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -115,6 +116,7 @@ fn configure(conn: &Connection) -> anyhow::Result<()> {
     }
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! the others.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use rusqlite::Connection;
@@ -88,8 +89,20 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, Rejection>) -> A
     })
 }
 
+/// Counters of the group commit, for `/metrics` and the benchmark.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub ops: AtomicU64,
+}
+
 /// Runs until every sender is dropped, then returns.
-pub fn run(mut conn: Connection, rx: mpsc::Receiver<Envelope>, work_available: Arc<Notify>) {
+pub fn run(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Envelope>,
+    work_available: Arc<Notify>,
+    stats: Arc<WriterStats>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = Vec::with_capacity(64);
         batch.push(first);
@@ -104,14 +117,14 @@ pub fn run(mut conn: Connection, rx: mpsc::Receiver<Envelope>, work_available: A
         let committed = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for env in batch.drain(..) {
-                tx.execute_batch("SAVEPOINT op")?;
+                tx.prepare_cached("SAVEPOINT op")?.execute([])?;
                 let (ans, ok, wakes) = execute(&tx, env);
                 if ok {
-                    tx.execute_batch("RELEASE op")?;
                     wake |= wakes;
                 } else {
-                    tx.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                    tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
                 }
+                tx.prepare_cached("RELEASE op")?.execute([])?;
                 answers.push(ans);
             }
             tx.commit()
@@ -121,6 +134,9 @@ pub fn run(mut conn: Connection, rx: mpsc::Receiver<Envelope>, work_available: A
             .map(|e| Rejection::internal("commit failed", e));
         if failure.is_some() {
             wake = false;
+        } else {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.ops.fetch_add(answers.len() as u64, Ordering::Relaxed);
         }
         // A failure before all ops ran leaves some unanswered: their senders
         // drop with `batch`, which the waiting handler reports as internal.

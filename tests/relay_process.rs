@@ -1,0 +1,413 @@
+//! The relay as a real process: durability across `kill -9`, graceful SIGTERM,
+//! and the admin command line (`keys`, `devices`, `dev`), plus `link-peeler submit`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{Client, answer};
+use link_peeler::protocol::paths;
+use link_peeler::signing::Signer;
+use serde_json::Value;
+
+const RELAY: &str = env!("CARGO_BIN_EXE_link-peeler-relay");
+const AGENT: &str = env!("CARGO_BIN_EXE_link-peeler");
+
+fn relay_cmd(db: &Path, args: &[&str]) -> Output {
+    Command::new(RELAY)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_line(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "--json prints one line: {text}");
+    serde_json::from_str(text.trim()).unwrap()
+}
+
+/// Starts `serve --json` and returns the child and its base URL.
+fn spawn_serve(db: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(RELAY)
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "--listen", "127.0.0.1:0", "--json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("first line {line:?}: {e}"));
+    (child, v["url"].as_str().unwrap().to_owned())
+}
+
+fn client(base: &str, key: &Value) -> Client {
+    link_peeler::tls::init();
+    Client {
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        base: base.to_owned(),
+        signer: Signer::new(
+            key["keyId"].as_str().unwrap(),
+            key["secret"].as_str().unwrap().as_bytes().to_vec(),
+        ),
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("process did not exit within 15 s");
+}
+
+#[tokio::test]
+async fn accepted_jobs_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let key = json_line(&relay_cmd(
+        &db,
+        &["keys", "create", "--name", "durable", "--json"],
+    ));
+    let (mut child, url) = spawn_serve(&db, &[]);
+    let api = client(&url, &key);
+    let mut accepted = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let api = api.clone();
+        handles.push(tokio::spawn(async move {
+            api.submit(&format!("d{i}"), &format!("https://trk.example/{i}"))
+                .await
+        }));
+    }
+    for h in handles {
+        let a = h.await.unwrap();
+        assert_eq!(a.status, 202, "{a:?}");
+        accepted.push(a.json["jobId"].as_str().unwrap().to_owned());
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to flush anything.
+    child.wait().unwrap();
+
+    let (mut child, url) = spawn_serve(&db, &[]);
+    let api = client(&url, &key);
+    for id in &accepted {
+        let g = api.get(&paths::job(id)).await;
+        assert_eq!(g.status, 200, "job {id} lost: {g:?}");
+        assert_eq!(g.json["status"], "queued");
+    }
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_held_poll_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let code = json_line(&relay_cmd(
+        &db,
+        &["devices", "enroll", "--name", "box", "--json"],
+    ));
+    let (mut child, url) = spawn_serve(&db, &[]);
+    link_peeler::tls::init();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let creds = answer(
+        http.post(format!("{url}{}", paths::AGENT_ENROLL))
+            .body(format!(
+                r#"{{"code":"{}"}}"#,
+                code["code"].as_str().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json;
+    let device = Client {
+        http,
+        base: url.clone(),
+        signer: Signer::new(
+            creds["deviceId"].as_str().unwrap(),
+            creds["deviceSecret"].as_str().unwrap().as_bytes().to_vec(),
+        ),
+    };
+    let poll = tokio::spawn(async move { device.poll(1, 30).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(&child);
+    let a = tokio::time::timeout(Duration::from_secs(15), poll)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn keys_commands_print_secrets_once_and_list_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let k = json_line(&relay_cmd(
+        &db,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "sheet sync",
+            "--daily-limit",
+            "50",
+            "--max-queued",
+            "5",
+            "--json",
+        ],
+    ));
+    assert!(k["keyId"].as_str().unwrap().starts_with("lp_live_"));
+    assert!(k["secret"].as_str().unwrap().starts_with("lp_sk_live_"));
+    assert_eq!(k["name"], "sheet sync");
+    assert_eq!(k["dailyLimit"], 50);
+    assert_eq!(k["maxQueued"], 5);
+    let t = json_line(&relay_cmd(
+        &db,
+        &["keys", "create", "--name", "t", "--test", "--json"],
+    ));
+    assert!(t["keyId"].as_str().unwrap().starts_with("lp_test_"));
+
+    let list = relay_cmd(&db, &["keys", "list", "--json"]);
+    let text = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        !text.contains(k["secret"].as_str().unwrap()),
+        "list must not show secrets"
+    );
+    let v = json_line(&list);
+    assert_eq!(v["keys"].as_array().unwrap().len(), 2);
+
+    let r = json_line(&relay_cmd(
+        &db,
+        &["--json", "keys", "revoke", k["keyId"].as_str().unwrap()],
+    ));
+    assert_eq!(r["revoked"], true);
+    let v = json_line(&relay_cmd(&db, &["keys", "list", "--json"]));
+    let revoked = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["keyId"] == k["keyId"])
+        .unwrap()
+        .clone();
+    assert!(revoked["revokedAt"].is_string());
+
+    let human = relay_cmd(&db, &["keys", "list"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("revoked"));
+}
+
+#[test]
+fn devices_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let c = json_line(&relay_cmd(
+        &db,
+        &["devices", "enroll", "--name", "laptop-7", "--json"],
+    ));
+    assert_eq!(c["code"].as_str().unwrap().len(), 14);
+    assert!(c["expiresAt"].as_str().unwrap().ends_with('Z'));
+    let v = json_line(&relay_cmd(&db, &["devices", "list", "--json"]));
+    assert_eq!(
+        v["devices"].as_array().unwrap().len(),
+        0,
+        "a code is not a device yet"
+    );
+    let out = relay_cmd(&db, &["devices", "revoke", "dev_nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no device dev_nope"));
+}
+
+#[test]
+fn bad_flags_and_bad_databases_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    for args in [
+        &["keys", "create"][..],
+        &["keys", "create", "--name", "x", "--daily-limit", "0"],
+        &["keys", "create", "--name", "x", "--max-queued", "many"],
+        &["keys", "revoke"],
+        &[
+            "devices",
+            "enroll",
+            "--name",
+            "x",
+            "--expires-in-hours",
+            "0",
+        ],
+        &["serve", "--listen", "not-an-address"],
+        &["serve", "--lease-seconds", "0"],
+        &["frobnicate"],
+    ] {
+        let out = relay_cmd(&db, args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty());
+    }
+    let out = relay_cmd(&db, &["keys", "create", "--name", "   "]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name must be"));
+
+    // A directory where the database should be, and a file that is not SQLite.
+    let out = relay_cmd(dir.path(), &["keys", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("link-peeler-relay: error:"));
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let out = relay_cmd(&junk, &["keys", "list"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&junk).unwrap(),
+        vec![b'x'; 4096],
+        "a foreign file is left untouched"
+    );
+}
+
+#[tokio::test]
+async fn dev_prints_working_credentials_and_submit_uses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dev.db");
+    let mut child = Command::new(RELAY)
+        .arg("--db")
+        .arg(&db)
+        .args(["dev", "--listen", "127.0.0.1:0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let dev: Value = serde_json::from_str(&line).unwrap();
+    let url = dev["relay"].as_str().unwrap();
+    assert!(dev["keyId"].as_str().unwrap().starts_with("lp_test_"));
+    assert_eq!(dev["enrollmentCode"].as_str().unwrap().len(), 14);
+
+    let submit = |extra: &[&str], secret_var: &str| {
+        Command::new(AGENT)
+            .env("LP_TEST_SECRET", dev["secret"].as_str().unwrap())
+            .args([
+                "submit",
+                "--relay",
+                url,
+                "--key",
+                dev["keyId"].as_str().unwrap(),
+                "--secret-env",
+                secret_var,
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = submit(
+        &[
+            "--url",
+            "https://trk.example/x",
+            "--idempotency-key",
+            "cli-1",
+        ],
+        "LP_TEST_SECRET",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["status"], "queued");
+    // Same again: an idempotent replay, still success.
+    let again = submit(
+        &[
+            "--url",
+            "https://trk.example/x",
+            "--idempotency-key",
+            "cli-1",
+        ],
+        "LP_TEST_SECRET",
+    );
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("idempotent replay"));
+    // Conflict: relay refuses, exit 1 with the relay's message.
+    let conflict = submit(
+        &[
+            "--url",
+            "https://trk.example/y",
+            "--idempotency-key",
+            "cli-1",
+        ],
+        "LP_TEST_SECRET",
+    );
+    assert_eq!(conflict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&conflict.stderr).contains("idempotency_conflict"));
+    // Missing secret variable, bad URL, bad flags.
+    let out = submit(
+        &[
+            "--url",
+            "https://trk.example/x",
+            "--idempotency-key",
+            "cli-2",
+        ],
+        "NOT_SET_ANYWHERE",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT_SET_ANYWHERE"));
+    let out = submit(
+        &["--url", "ftp://x", "--idempotency-key", "cli-3"],
+        "LP_TEST_SECRET",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trackingUrl"));
+    let out = submit(
+        &[
+            "--url",
+            "https://trk.example/x",
+            "--idempotency-key",
+            "cli-4",
+            "--max-hops",
+            "0",
+        ],
+        "LP_TEST_SECRET",
+    );
+    assert_eq!(out.status.code(), Some(2));
+
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+}
