@@ -335,7 +335,9 @@ pub fn meta_page(content: &str) -> String {
     )
 }
 
-/// A gzip stream that inflates to `size` zero bytes (built once per size).
+/// A gzip stream that inflates to `size` zero bytes followed by a meta
+/// refresh to `/ok` (which only a reader ignoring the cap would see). Built
+/// once per size.
 pub fn gzip_bomb(size: usize) -> Vec<u8> {
     static CACHE: OnceLock<Mutex<HashMap<usize, Vec<u8>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
@@ -350,6 +352,7 @@ pub fn gzip_bomb(size: usize) -> Vec<u8> {
                 enc.write_all(&zeros[..n]).expect("compress");
                 left -= n;
             }
+            enc.write_all(meta_page("0;url=/ok").as_bytes()).expect("compress");
             enc.finish().expect("finish gzip")
         })
         .clone()
