@@ -86,7 +86,13 @@ async fn every_loopback_encoding_is_refused_before_any_connection() {
 
     // Control: the same spellings do reach the lab once it is allowed.
     let open = lab_resolver();
-    for host in ["2130706433", "0x7f.1", "127.1", "017700000001", "[::ffff:127.0.0.1]"] {
+    for host in [
+        "2130706433",
+        "0x7f.1",
+        "127.1",
+        "017700000001",
+        "[::ffff:127.0.0.1]",
+    ] {
         let r = resolve(&open, &format!("http://{host}:{port}/ok")).await;
         assert_conclusion(&r, Conclusion::Resolved);
     }
@@ -100,10 +106,14 @@ async fn the_peer_address_is_checked_again_after_connecting() {
     // 127.0.0.1, which the third layer (remote_addr) refuses.
     let lab = Lab::start("127.0.0.1").await;
     let port = lab.addr.port();
-    let only_zero = lab::resolver_with(|c| c.allow_networks = vec!["0.0.0.0/32".parse().expect("cidr")]);
+    let only_zero =
+        lab::resolver_with(|c| c.allow_networks = vec!["0.0.0.0/32".parse().expect("cidr")]);
     let r = resolve(&only_zero, &format!("http://0.0.0.0:{port}/ok")).await;
     assert_conclusion(&r, Conclusion::BlockedAddress);
-    assert_eq!(r.hops[0].remote_addr.as_deref(), Some(format!("127.0.0.1:{port}").as_str()));
+    assert_eq!(
+        r.hops[0].remote_addr.as_deref(),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
     assert!(r.error.unwrap_or_default().contains("127.0.0.1"));
     assert_eq!(lab.connections(), 1);
     let both = lab::resolver_with(|c| c.allow_networks.push("0.0.0.0/32".parse().expect("cidr")));
@@ -119,7 +129,10 @@ async fn ipv6_loopback_is_refused_before_any_connection() {
     };
     let lab = Lab::on(listener, Arc::new(lab::standard));
     let default = Resolver::new(ResolverConfig::default()).expect("resolver");
-    for url in [lab.url("/ok"), format!("http://[0:0:0:0:0:0:0:1]:{}/ok", lab.addr.port())] {
+    for url in [
+        lab.url("/ok"),
+        format!("http://[0:0:0:0:0:0:0:1]:{}/ok", lab.addr.port()),
+    ] {
         let r = resolve(&default, &url).await;
         assert_blocked_without_response(&r);
     }
@@ -159,7 +172,10 @@ async fn a_redirect_from_an_allowed_host_to_a_blocked_one_stops_there() {
     assert_eq!(blocked.connections(), 0);
     // A meta refresh or a script into the LAN is refused just the same.
     for page in [
-        format!("/meta?c={}", enc(format!("0;url={}", blocked.url("/ok")).as_bytes())),
+        format!(
+            "/meta?c={}",
+            enc(format!("0;url={}", blocked.url("/ok")).as_bytes())
+        ),
         format!("/js?to={}", enc(blocked.url("/ok").as_bytes())),
     ] {
         let r = resolve(&resolver, &allowed.url(&page)).await;
@@ -167,8 +183,12 @@ async fn a_redirect_from_an_allowed_host_to_a_blocked_one_stops_there() {
     }
     assert_eq!(blocked.connections(), 0);
     // Control: opened, the second lab is reached.
-    let wide = lab::resolver_with(|c| c.allow_networks = vec!["127.0.0.0/8".parse().expect("cidr")]);
-    let url = allowed.url(&format!("/status/302?to={}", enc(blocked.url("/ok").as_bytes())));
+    let wide =
+        lab::resolver_with(|c| c.allow_networks = vec!["127.0.0.0/8".parse().expect("cidr")]);
+    let url = allowed.url(&format!(
+        "/status/302?to={}",
+        enc(blocked.url("/ok").as_bytes())
+    ));
     let r = resolve(&wide, &url).await;
     assert_conclusion(&r, Conclusion::Resolved);
     assert_eq!(blocked.connections(), 1);
@@ -194,13 +214,20 @@ async fn names_that_resolve_to_refused_addresses_are_blocked_at_dns() {
         let r = resolve(&open, &format!("http://{name}:{port}/ok")).await;
         assert_conclusion(&r, Conclusion::Resolved);
     }
-    let r = resolve(&open, &format!("http://mixed.test:{}/ok", other.addr.port())).await;
+    let r = resolve(
+        &open,
+        &format!("http://mixed.test:{}/ok", other.addr.port()),
+    )
+    .await;
     // 127.0.0.2 was filtered out, so 127.0.0.1 (nothing listens on that port) is tried.
     assert_ne!(r.conclusion, Conclusion::Resolved);
     assert_eq!(other.connections(), 0);
     let r = resolve(&open, &format!("http://mixed.test:{port}/ok")).await;
     assert_conclusion(&r, Conclusion::Resolved);
-    assert_eq!(r.hops[0].remote_addr.as_deref(), Some(format!("127.0.0.1:{port}").as_str()));
+    assert_eq!(
+        r.hops[0].remote_addr.as_deref(),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
 }
 
 #[tokio::test]
@@ -226,14 +253,21 @@ async fn a_closed_port_is_a_connect_error() {
     assert_conclusion(&r, Conclusion::ConnectError);
     assert_eq!(r.hops.len(), 1);
     assert_eq!(r.hops[0].status, None);
-    assert!(r.error.unwrap_or_default().to_lowercase().contains("refused"));
+    assert!(
+        r.error
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("refused")
+    );
 }
 
 /// A listener that answers every connection's first bytes with fixed bytes
 /// and closes.
 async fn raw_server(bytes: &'static [u8]) -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
@@ -265,9 +299,15 @@ async fn a_server_that_does_not_speak_http_is_a_protocol_error() {
 
 #[tokio::test]
 async fn a_truncated_response_after_redirects_keeps_the_hops() {
-    let addr = raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n<p>short").await;
+    let addr = raw_server(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n<p>short",
+    )
+    .await;
     let lab = Lab::start("127.0.0.1").await;
-    let url = lab.url(&format!("/status/302?to={}", enc(format!("http://{addr}/").as_bytes())));
+    let url = lab.url(&format!(
+        "/status/302?to={}",
+        enc(format!("http://{addr}/").as_bytes())
+    ));
     let r = resolve(&lab_resolver(), &url).await;
     assert_conclusion(&r, Conclusion::ProtocolError);
     assert_eq!(r.hops.len(), 2);
@@ -279,8 +319,12 @@ async fn garbage_headers_do_not_panic() {
     let lab = Lab::with(
         "127.0.0.1",
         Arc::new(|req: &lab::Req| match req.path() {
-            "/bin" => Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: \xff\xfe\x00\x01\r\n\r\n".to_vec()),
-            "/ctl" => Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: /a\x7fb\r\nContent-Length: 0\r\n\r\n".to_vec()),
+            "/bin" => {
+                Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: \xff\xfe\x00\x01\r\n\r\n".to_vec())
+            }
+            "/ctl" => Reply::Raw(
+                b"HTTP/1.1 302 Found\r\nLocation: /a\x7fb\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            ),
             "/refresh-junk" => Reply::html(200, "x").with_header("Refresh", b"\xff;url=\xfe"),
             _ => lab::standard(req),
         }),

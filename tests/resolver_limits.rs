@@ -29,7 +29,13 @@ async fn a_meta_refresh_inside_the_cap_is_seen_and_one_beyond_it_is_not() {
     let resolver = lab_resolver();
     let inside = lab.url(&format!("/huge?at={}&to={}", 100 * 1024, enc(b"/ok")));
     let r = resolve(&resolver, &inside).await;
-    assert_eq!(shape(&r), vec![(Some(200), Some(RedirectKind::MetaRefresh)), (Some(200), None)]);
+    assert_eq!(
+        shape(&r),
+        vec![
+            (Some(200), Some(RedirectKind::MetaRefresh)),
+            (Some(200), None)
+        ]
+    );
     let beyond = lab.url(&format!("/huge?at={}&to={}", 300 * 1024, enc(b"/ok")));
     let r = resolve(&resolver, &beyond).await;
     assert_eq!(shape(&r), vec![(Some(200), None)]);
@@ -67,8 +73,17 @@ async fn a_gzipped_page_is_decompressed_and_scanned() {
     )
     .await;
     let r = resolve(&lab_resolver(), &lab.url("/gz")).await;
-    assert_eq!(shape(&r), vec![(Some(200), Some(RedirectKind::MetaRefresh)), (Some(200), None)]);
-    let accept = lab.requests()[0].header("accept-encoding").unwrap_or("").to_string();
+    assert_eq!(
+        shape(&r),
+        vec![
+            (Some(200), Some(RedirectKind::MetaRefresh)),
+            (Some(200), None)
+        ]
+    );
+    let accept = lab.requests()[0]
+        .header("accept-encoding")
+        .unwrap_or("")
+        .to_string();
     assert!(accept.contains("gzip"), "{accept}");
 }
 
@@ -78,7 +93,10 @@ async fn a_dribbling_body_ends_at_the_deadline_with_the_hops_kept() {
     let resolver = resolver_with(|c| c.timeout = Duration::from_millis(1500));
     let r = resolve(&resolver, &lab.url("/status/302?to=/slow")).await;
     assert_conclusion(&r, Conclusion::Timeout);
-    assert_eq!(shape(&r), vec![(Some(302), Some(RedirectKind::Location)), (Some(200), None)]);
+    assert_eq!(
+        shape(&r),
+        vec![(Some(302), Some(RedirectKind::Location)), (Some(200), None)]
+    );
     let why = r.error.unwrap_or_default();
     assert!(why.contains("whole resolution"), "{why}");
 }
@@ -89,7 +107,10 @@ async fn a_server_that_never_answers_hits_the_per_hop_deadline() {
     let resolver = resolver_with(|c| c.per_hop_timeout = Duration::from_millis(500));
     let r = resolve(&resolver, &lab.url("/status/302?to=/never")).await;
     assert_conclusion(&r, Conclusion::Timeout);
-    assert_eq!(shape(&r), vec![(Some(302), Some(RedirectKind::Location)), (None, None)]);
+    assert_eq!(
+        shape(&r),
+        vec![(Some(302), Some(RedirectKind::Location)), (None, None)]
+    );
     assert_eq!(r.final_url, lab.url("/never"));
     let why = r.error.unwrap_or_default();
     assert!(why.contains("per-hop"), "{why}");

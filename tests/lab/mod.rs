@@ -352,7 +352,8 @@ pub fn gzip_bomb(size: usize) -> Vec<u8> {
                 enc.write_all(&zeros[..n]).expect("compress");
                 left -= n;
             }
-            enc.write_all(meta_page("0;url=/ok").as_bytes()).expect("compress");
+            enc.write_all(meta_page("0;url=/ok").as_bytes())
+                .expect("compress");
             enc.finish().expect("finish gzip")
         })
         .clone()
