@@ -13,6 +13,7 @@ mod doctor;
 mod enroll;
 mod run;
 mod sign_out;
+mod resolve;
 mod status;
 mod submit;
 
@@ -40,6 +41,8 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Remove this computer's device credentials from the OS keychain.
     SignOut(sign_out::SignOutArgs),
+    /// Follow a link here and now and show every hop (SPEC §7).
+    Resolve(resolve::ResolveArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Status(args)) => status::run(args),
         Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::SignOut(args)) => sign_out::run(args),
+        Some(Command::Resolve(args)) => resolve::run(args),
         None => {
             eprintln!("link-peeler: the tray app is not built yet; see `link-peeler --help`");
             ExitCode::from(2)

@@ -66,7 +66,7 @@ fn prefix_len(addr: &if_addrs::IfAddr) -> u8 {
 /// IPv6; IPv6 prefixes longer than /64 widen to the /64 (the LAN).
 pub fn interface_net(ip: IpAddr, prefix: u8) -> Option<IpNet> {
     let prefix = match ip {
-        IpAddr::V4(_) if prefix < 8 || prefix > 32 => 32,
+        IpAddr::V4(_) if !(8..=32).contains(&prefix) => 32,
         IpAddr::V4(_) => prefix,
         IpAddr::V6(_) if !(32..=64).contains(&prefix) => 64,
         IpAddr::V6(_) => prefix,
