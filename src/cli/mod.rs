@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod doctor;
 mod enroll;
+mod resolve;
 mod run;
 mod sign_out;
-mod resolve;
 mod status;
 mod submit;
 
