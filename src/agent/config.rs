@@ -138,7 +138,12 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// Parses config text; the error is one line (toml's own message spans several).
 pub fn parse_file(text: &str) -> Result<FileConfig, String> {
-    toml::from_str::<FileConfig>(text).map_err(|e| {
+    parse_toml_as::<FileConfig>(text)
+}
+
+/// Parses TOML into `T`; the error is one line with the line number.
+pub fn parse_toml_as<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str::<T>(text).map_err(|e| {
         let location = e
             .span()
             .map(|s| {
@@ -209,19 +214,26 @@ pub struct Loaded {
     pub present: bool,
     pub file: FileConfig,
     pub settings: Settings,
+    /// What the admin manages on this machine (overrides `file` and flags):
+    /// `managed.keys()` names the settings a user interface shows as managed.
+    pub managed: super::managed::Managed,
 }
 
-/// Finds, reads and merges the config with `flags`.
+/// Finds, reads and merges the config with `flags`, the admin's managed settings on top.
 pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Loaded, ConfigError> {
     let path = config_path(explicit)?;
     let present = path.exists();
     let file = load_file(&path)?;
-    let settings = resolve(&file, flags)?;
+    let managed = super::managed::load()?;
+    let mut merged = file.clone();
+    let flags = managed.apply(&mut merged, flags);
+    let settings = resolve(&merged, &flags)?;
     Ok(Loaded {
         path,
         present,
         file,
         settings,
+        managed,
     })
 }
 

@@ -7,6 +7,7 @@
 //!
 //! - [`config`]: `config.toml` + flags → settings; relay URL rules (https unless loopback);
 //! - [`credentials`]: keychain and environment credential sources, no plaintext fallback;
+//! - [`managed`]: admin-deployed settings (registry, managed preferences, /etc) and self-enrollment;
 //! - [`client`]: signed requests to the relay, one clock correction on `stale_timestamp`;
 //! - [`policy`]: the one table of relay answers that retry, stop or drop;
 //! - [`backoff`]: full-jitter exponential backoff, 1 s → 60 s, `Retry-After` as floor;
@@ -27,6 +28,7 @@ pub mod credentials;
 pub mod doctor;
 pub mod lock;
 pub mod logging;
+pub mod managed;
 pub mod outbox;
 pub mod policy;
 pub mod resolve;

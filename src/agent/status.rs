@@ -35,6 +35,10 @@ pub struct Status {
     pub unsent_results: Option<usize>,
     pub agent_running: bool,
     pub agent_pid: Option<u32>,
+    /// Settings the admin manages (`config.toml` key names), which override the user's.
+    pub managed_settings: Vec<String>,
+    /// Where the managed settings come from (a file or registry key), if any are managed.
+    pub managed_source: Option<String>,
 }
 
 /// Collects the status. Only a malformed config is an error; everything else is reported.
@@ -47,6 +51,13 @@ pub fn gather(
     let mut st = Status {
         config_path: loaded.path.display().to_string(),
         data_dir: data_dir.display().to_string(),
+        managed_settings: loaded
+            .managed
+            .keys()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        managed_source: loaded.managed.source.clone(),
         ..Status::default()
     };
     let creds = credentials::load(None);
@@ -155,5 +166,11 @@ pub fn render(st: &Status) -> String {
     );
     line("Data dir:", st.data_dir.clone());
     line("Config:", st.config_path.clone());
+    if let Some(src) = &st.managed_source {
+        line(
+            "Managed:",
+            format!("{} (by {src})", st.managed_settings.join(", ")),
+        );
+    }
     out
 }

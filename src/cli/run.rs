@@ -21,7 +21,7 @@ use crate::agent::client::RelayClient;
 use crate::agent::config::{self, Overrides};
 use crate::agent::outbox::Outbox;
 use crate::agent::runner::{Exit, Runner, RunnerConfig};
-use crate::agent::{credentials, lock, logging, resolve, shutdown};
+use crate::agent::{credentials, lock, logging, managed, resolve, shutdown};
 
 /// Hidden, test-only: pretend the local clock is off by this many seconds.
 pub const ENV_TEST_CLOCK_SKEW: &str = "LINK_PEELER_TEST_CLOCK_SKEW_SECS";
@@ -110,6 +110,9 @@ fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
     let data_dir = config::data_dir()?;
     let _lock = lock::acquire(&data_dir)?;
     let _logs = logging::init(&data_dir, true)?;
+    if managed::enroll_at_start(&loaded.managed, &data_dir)? == managed::AutoEnroll::Stopped {
+        return Ok(ExitCode::SUCCESS);
+    }
     let (creds, source) = credentials::load(None)?;
     let relay = match loaded.settings.relay.clone() {
         Some(u) => u,
