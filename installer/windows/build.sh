@@ -86,6 +86,10 @@ fi
 # wixl resolves sources relative to the working directory: stage everything.
 cp "$here/link-peeler.wxs" "$stage/"
 cp "$exe" "$stage/link-peeler.exe"
+# Debug info stays with the build (the release profile keeps line tables); ship it stripped.
+if [ -z "$standin" ] && command -v x86_64-w64-mingw32-strip >/dev/null; then
+  x86_64-w64-mingw32-strip "$stage/link-peeler.exe"
+fi
 cp "$icon" "$stage/link-peeler.ico"
 
 name="link-peeler-$version-x64.msi"

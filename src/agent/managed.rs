@@ -814,3 +814,261 @@ pub fn enroll_at_start(managed: &Managed, data_dir: &Path) -> Result<AutoEnroll,
         &CancellationToken::new(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = "/etc/link-peeler/config.toml";
+
+    #[test]
+    fn toml_form_parses_and_validates() {
+        let m = parse_toml(
+            "relay = \"https://relay.example.com\"\nenrollment_code = \" K7Q2-ABCD \"\ncapacity = 8\nallow_networks = [\"10.20.0.0/16\"]\npoll_wait_seconds = 20\nuser_agent = \"UA\"\n",
+            SRC,
+        )
+        .unwrap();
+        assert_eq!(m.source.as_deref(), Some(SRC));
+        assert_eq!(m.relay.as_ref().unwrap().as_str(), "https://relay.example.com/");
+        assert_eq!(m.enrollment_code.as_deref(), Some("K7Q2-ABCD"));
+        assert_eq!(m.capacity, Some(8));
+        assert_eq!(m.poll_wait_seconds, Some(20));
+        assert_eq!(m.allow_networks, Some(vec!["10.20.0.0/16".parse().unwrap()]));
+        assert!(m.can_enroll());
+        assert_eq!(
+            m.keys(),
+            [
+                "relay",
+                "enrollment_code",
+                "capacity",
+                "user_agent",
+                "allow_networks",
+                "poll_wait_seconds"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_shipped_template_manages_nothing() {
+        let template = include_str!("../../installer/linux/config.toml");
+        let m = parse_toml(template, SRC).unwrap();
+        assert_eq!(m, Managed::default());
+        assert!(m.source.is_none() && m.keys().is_empty());
+        // Empty strings count as "not managed" (an MSI property left empty, a blank template line).
+        let m = parse_toml("relay = \"\"\nenrollment_code = \"  \"\n", SRC).unwrap();
+        assert_eq!(m, Managed::default());
+    }
+
+    #[test]
+    fn malformed_toml_names_the_source_in_one_line() {
+        for (bad, needle) in [
+            ("relay = ", "line 1"),
+            ("relay = \"http://relay.example.com\"", "https://"),
+            ("capacity = 0", "capacity"),
+            ("capacity = 65", "capacity"),
+            ("poll_wait_seconds = 31", "poll_wait_seconds"),
+            ("allow_networks = [\"nope\"]", "allow_networks"),
+            ("device_secret = \"s3cr3t\"", "unknown field"),
+            ("enrollment_code = \"a\nb\"", "enrollment_code"),
+            ("[[[", "line 1"),
+        ] {
+            let e = parse_toml(bad, SRC).unwrap_err().to_string();
+            assert!(e.contains(SRC), "{e}");
+            assert!(e.contains(needle), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+    }
+
+    const PLIST_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+    <key>PayloadUUID</key><string>added-by-the-mdm</string>
+    <key>RelayUrl</key><string>https://relay.example.com/lp</string>
+    <key>EnrollmentCode</key><string>K7Q2-ABCD</string>
+    <key>Capacity</key><integer>6</integer>
+    <key>AllowNetworks</key><array><string>10.1.0.0/16</string><string>fd00::/8</string></array>
+    <key>PollWaitSeconds</key><integer>0</integer>
+</dict>
+</plist>"#;
+
+    #[test]
+    fn plist_form_xml_and_binary() {
+        let m = parse_plist(PLIST_XML.as_bytes(), MACOS_PATH).unwrap();
+        assert_eq!(m.relay.as_ref().unwrap().as_str(), "https://relay.example.com/lp/");
+        assert_eq!(m.enrollment_code.as_deref(), Some("K7Q2-ABCD"));
+        assert_eq!(m.capacity, Some(6));
+        assert_eq!(m.poll_wait_seconds, Some(0));
+        assert_eq!(m.allow_networks.as_ref().unwrap().len(), 2);
+        assert_eq!(m.source.as_deref(), Some(MACOS_PATH));
+
+        // cfprefsd writes managed preferences as binary property lists.
+        let value = plist::Value::from_reader_xml(PLIST_XML.as_bytes()).unwrap();
+        let mut binary = vec![];
+        value.to_writer_binary(&mut binary).unwrap();
+        assert!(binary.starts_with(b"bplist00"));
+        assert_eq!(parse_plist(&binary, MACOS_PATH).unwrap(), m);
+    }
+
+    #[test]
+    fn the_example_mobileconfig_payload_parses() {
+        // The shipped MDM profile's payload dictionary is what lands in Managed Preferences.
+        let profile = include_bytes!("../../installer/macos/link-peeler.mobileconfig");
+        let v = plist::Value::from_reader_xml(&profile[..]).unwrap();
+        let content = v.as_dictionary().unwrap()["PayloadContent"].as_array().unwrap();
+        let payload = content[0].as_dictionary().unwrap();
+        assert_eq!(payload["PayloadType"].as_string(), Some(MACOS_BUNDLE_ID));
+        let mut bytes = vec![];
+        plist::Value::Dictionary(payload.clone())
+            .to_writer_xml(&mut bytes)
+            .unwrap();
+        let m = parse_plist(&bytes, MACOS_PATH).unwrap();
+        assert!(m.can_enroll(), "{m:?}");
+    }
+
+    #[test]
+    fn malformed_plists_are_one_line_errors() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"not a plist", "not a property list"),
+            (
+                b"<plist version=\"1.0\"><array/></plist>",
+                "not a dictionary",
+            ),
+            (
+                b"<plist version=\"1.0\"><dict><key>Capacity</key><true/></dict></plist>",
+                "Capacity must be an integer, not a boolean",
+            ),
+            (
+                b"<plist version=\"1.0\"><dict><key>RelayUrl</key><integer>1</integer></dict></plist>",
+                "RelayUrl must be a string",
+            ),
+            (
+                b"<plist version=\"1.0\"><dict><key>AllowNetworks</key><array><integer>1</integer></array></dict></plist>",
+                "AllowNetworks must be an array of strings",
+            ),
+        ];
+        for (bytes, needle) in cases {
+            let e = parse_plist(bytes, MACOS_PATH).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+            assert!(e.contains(MACOS_PATH) && !e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn registry_shaped_values() {
+        // What HKLM\SOFTWARE\Policies\Link Peeler yields: REG_SZ, REG_DWORD, REG_MULTI_SZ.
+        let mut v = BTreeMap::new();
+        v.insert("RelayUrl".into(), Value::Str("https://r.example".into()));
+        v.insert("EnrollmentCode".into(), Value::Str("CODE-1".into()));
+        v.insert("Capacity".into(), Value::Int(3));
+        v.insert("PollWaitSeconds".into(), Value::Str("10".into()));
+        v.insert(
+            "AllowNetworks".into(),
+            Value::List(vec!["10.0.0.0/8".into()]),
+        );
+        v.insert("SomethingElse".into(), Value::Other("binary"));
+        let m = from_keyed(&v, "HKLM").unwrap();
+        assert_eq!(m.capacity, Some(3));
+        assert_eq!(m.poll_wait_seconds, Some(10));
+        assert!(m.can_enroll());
+        // An MSI installed without ENROLLMENT_CODE writes no value; an empty one is unmanaged too.
+        v.insert("EnrollmentCode".into(), Value::Str(String::new()));
+        v.insert("AllowNetworks".into(), Value::Str("10.0.0.0/8, 192.168.0.0/16".into()));
+        let m = from_keyed(&v, "HKLM").unwrap();
+        assert!(!m.can_enroll());
+        assert_eq!(m.allow_networks.unwrap().len(), 2);
+        v.insert("Capacity".into(), Value::Int(-1));
+        assert!(from_keyed(&v, "HKLM").is_err());
+    }
+
+    #[test]
+    fn managed_settings_override_file_and_flags() {
+        let m = parse_toml(
+            "relay = \"https://managed.example\"\ncapacity = 2\nallow_networks = []\npoll_wait_seconds = 5\n",
+            SRC,
+        )
+        .unwrap();
+        let mut file = config::parse_file(
+            "relay = \"https://user.example\"\ncapacity = 9\nallow_networks = [\"10.0.0.0/8\"]\nuser_agent = \"mine\"\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            relay: Some("https://flag.example".into()),
+            capacity: Some(16),
+            ..Default::default()
+        };
+        let merged = m.apply(&mut file, &flags);
+        let s = config::resolve(&file, &merged).unwrap();
+        assert_eq!(s.relay.unwrap().as_str(), "https://managed.example/");
+        assert_eq!(s.capacity, 2);
+        assert!(s.allow_networks.is_empty(), "an empty managed list wins");
+        assert_eq!(s.poll_wait_seconds, 5);
+        assert_eq!(s.user_agent.as_deref(), Some("mine"), "unmanaged settings stay the user's");
+        assert!(m.is_managed("capacity") && !m.is_managed("user_agent"));
+    }
+
+    #[test]
+    fn the_env_override_reads_a_file_by_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            load_file(&dir.path().join("missing.toml")).unwrap(),
+            Managed::default()
+        );
+        let p = dir.path().join("managed.plist");
+        std::fs::write(&p, PLIST_XML).unwrap();
+        assert!(load_file(&p).unwrap().can_enroll());
+        let p = dir.path().join("managed.toml");
+        std::fs::write(&p, "capacity = 3\n").unwrap();
+        assert_eq!(load_file(&p).unwrap().capacity, Some(3));
+    }
+
+    #[test]
+    fn attempt_keys_hide_the_code_and_differ_per_relay() {
+        let a = relay_url_for_test("https://a.example");
+        let b = relay_url_for_test("https://b.example");
+        let k = attempt_key(&a, "K7Q2-ABCD");
+        assert_eq!(k.len(), 64);
+        assert!(!k.contains("K7Q2"));
+        assert_eq!(k, attempt_key(&a, " K7Q2-ABCD "));
+        assert_ne!(k, attempt_key(&b, "K7Q2-ABCD"));
+        assert_ne!(k, attempt_key(&a, "K7Q2-ABCE"));
+    }
+
+    fn relay_url_for_test(s: &str) -> Url {
+        config::relay_url(s).unwrap()
+    }
+
+    #[test]
+    fn retry_waits_grow_to_a_minute_and_count_from_the_last_try() {
+        assert_eq!(retry_wait(0, 0, 1000), Duration::ZERO);
+        assert_eq!(retry_wait(1, 1000, 1000), Duration::from_secs(1));
+        assert_eq!(retry_wait(3, 1000, 1000), Duration::from_secs(4));
+        assert_eq!(retry_wait(30, 1000, 1000), Duration::from_secs(60));
+        assert_eq!(retry_wait(30, 1000, 1030), Duration::from_secs(30));
+        assert_eq!(retry_wait(30, 1000, 5000), Duration::ZERO);
+    }
+
+    #[test]
+    fn attempts_file_round_trips_and_never_holds_the_code() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_attempts(dir.path()).unwrap(), Attempts::default());
+        let mut all = Attempts::default();
+        all.attempts.insert(
+            "k".into(),
+            Attempt {
+                relay: "https://r.example/".into(),
+                tries: 2,
+                last_try: 5,
+                not_before: 0,
+                outcome: Outcome::Refused,
+                device_id: None,
+                message: Some("enrollment code was already used".into()),
+            },
+        );
+        save_attempts(dir.path(), &all).unwrap();
+        assert_eq!(load_attempts(dir.path()).unwrap(), all);
+        std::fs::write(attempts_path(dir.path()), "{").unwrap();
+        assert!(load_attempts(dir.path()).is_err(), "a corrupt record is an error, not a reset");
+    }
+}
