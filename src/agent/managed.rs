@@ -829,11 +829,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.source.as_deref(), Some(SRC));
-        assert_eq!(m.relay.as_ref().unwrap().as_str(), "https://relay.example.com/");
+        assert_eq!(
+            m.relay.as_ref().unwrap().as_str(),
+            "https://relay.example.com/"
+        );
         assert_eq!(m.enrollment_code.as_deref(), Some("K7Q2-ABCD"));
         assert_eq!(m.capacity, Some(8));
         assert_eq!(m.poll_wait_seconds, Some(20));
-        assert_eq!(m.allow_networks, Some(vec!["10.20.0.0/16".parse().unwrap()]));
+        assert_eq!(
+            m.allow_networks,
+            Some(vec!["10.20.0.0/16".parse().unwrap()])
+        );
         assert!(m.can_enroll());
         assert_eq!(
             m.keys(),
@@ -869,7 +875,7 @@ mod tests {
             ("poll_wait_seconds = 31", "poll_wait_seconds"),
             ("allow_networks = [\"nope\"]", "allow_networks"),
             ("device_secret = \"s3cr3t\"", "unknown field"),
-            ("enrollment_code = \"a\nb\"", "enrollment_code"),
+            ("enrollment_code = \"a\\u0007b\"", "enrollment_code"),
             ("[[[", "line 1"),
         ] {
             let e = parse_toml(bad, SRC).unwrap_err().to_string();
@@ -896,7 +902,10 @@ mod tests {
     #[test]
     fn plist_form_xml_and_binary() {
         let m = parse_plist(PLIST_XML.as_bytes(), MACOS_PATH).unwrap();
-        assert_eq!(m.relay.as_ref().unwrap().as_str(), "https://relay.example.com/lp/");
+        assert_eq!(
+            m.relay.as_ref().unwrap().as_str(),
+            "https://relay.example.com/lp/"
+        );
         assert_eq!(m.enrollment_code.as_deref(), Some("K7Q2-ABCD"));
         assert_eq!(m.capacity, Some(6));
         assert_eq!(m.poll_wait_seconds, Some(0));
@@ -916,7 +925,9 @@ mod tests {
         // The shipped MDM profile's payload dictionary is what lands in Managed Preferences.
         let profile = include_bytes!("../../installer/macos/link-peeler.mobileconfig");
         let v = plist::Value::from_reader_xml(&profile[..]).unwrap();
-        let content = v.as_dictionary().unwrap()["PayloadContent"].as_array().unwrap();
+        let content = v.as_dictionary().unwrap()["PayloadContent"]
+            .as_array()
+            .unwrap();
         let payload = content[0].as_dictionary().unwrap();
         assert_eq!(payload["PayloadType"].as_string(), Some(MACOS_BUNDLE_ID));
         let mut bytes = vec![];
@@ -974,7 +985,10 @@ mod tests {
         assert!(m.can_enroll());
         // An MSI installed without ENROLLMENT_CODE writes no value; an empty one is unmanaged too.
         v.insert("EnrollmentCode".into(), Value::Str(String::new()));
-        v.insert("AllowNetworks".into(), Value::Str("10.0.0.0/8, 192.168.0.0/16".into()));
+        v.insert(
+            "AllowNetworks".into(),
+            Value::Str("10.0.0.0/8, 192.168.0.0/16".into()),
+        );
         let m = from_keyed(&v, "HKLM").unwrap();
         assert!(!m.can_enroll());
         assert_eq!(m.allow_networks.unwrap().len(), 2);
@@ -1004,7 +1018,11 @@ mod tests {
         assert_eq!(s.capacity, 2);
         assert!(s.allow_networks.is_empty(), "an empty managed list wins");
         assert_eq!(s.poll_wait_seconds, 5);
-        assert_eq!(s.user_agent.as_deref(), Some("mine"), "unmanaged settings stay the user's");
+        assert_eq!(
+            s.user_agent.as_deref(),
+            Some("mine"),
+            "unmanaged settings stay the user's"
+        );
         assert!(m.is_managed("capacity") && !m.is_managed("user_agent"));
     }
 
@@ -1069,6 +1087,9 @@ mod tests {
         save_attempts(dir.path(), &all).unwrap();
         assert_eq!(load_attempts(dir.path()).unwrap(), all);
         std::fs::write(attempts_path(dir.path()), "{").unwrap();
-        assert!(load_attempts(dir.path()).is_err(), "a corrupt record is an error, not a reset");
+        assert!(
+            load_attempts(dir.path()).is_err(),
+            "a corrupt record is an error, not a reset"
+        );
     }
 }

@@ -246,6 +246,8 @@ impl AgentHome {
             .env("LINK_PEELER_CONFIG", self.config_path())
             .env("LINK_PEELER_DATA_DIR", self.data_dir())
             .env("LINK_PEELER_PROFILE", &self.profile)
+            // Never the machine's /etc/link-peeler/config.toml (or registry, or managed prefs).
+            .env("LINK_PEELER_MANAGED_CONFIG", self.dir.join("managed.toml"))
             .env_remove("LINK_PEELER_DEVICE_ID")
             .env_remove("LINK_PEELER_DEVICE_SECRET")
             .env_remove("LINK_PEELER_TEST_CLOCK_SKEW_SECS")
