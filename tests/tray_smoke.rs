@@ -59,10 +59,10 @@ fn shots() -> (PathBuf, Option<PathBuf>) {
     (dir, publish)
 }
 
-async fn screenshot(desktop: &Desktop, name: &str) {
+async fn screenshot(desktop: &Desktop, name: &str, geometry: &str) {
     let (dir, publish) = shots();
     let path = dir.join(name);
-    desktop.screenshot(&path).await;
+    desktop.screenshot(&path, geometry).await;
     eprintln!("screenshot: {}", path.display());
     if let Some(to) = publish {
         std::fs::copy(&path, to.join(name)).expect("publish screenshot");
@@ -194,9 +194,10 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
         url::form_urlencoded::byte_serialize(relay.url().as_bytes()).collect::<String>()
     );
     desktop.type_into(TITLE_ENROLL, &link).await;
+    screenshot(&desktop, "tray-enroll-dialog.png", "560x200+0+0").await;
     desktop.key(TITLE_ENROLL, "Return").await;
     desktop.window(TITLE_ENROLLED).await;
-    screenshot(&desktop, "tray-enrolled.png").await;
+    screenshot(&desktop, "tray-enrolled.png", "560x200+0+0").await;
     desktop.key(TITLE_ENROLLED, "Return").await;
     desktop.wait_window_gone(TITLE_ENROLLED).await;
     let connected = format!("Connected to {} · ", relay.addr);
@@ -225,11 +226,12 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
     })
     .await;
 
-    // 4. The open menu, as a person sees it (left click on the bar's icon).
-    desktop.click_tray_icon("1").await;
-    tokio::time::sleep(Duration::from_secs(1)).await; // let the menu map before the picture
-    screenshot(&desktop, "tray-menu.png").await;
+    // 4. The open menu, as a person sees it (right click on the bar's icon).
+    desktop.open_tray_menu().await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the menu map before the picture
+    screenshot(&desktop, "tray-menu.png", "400x230+0+0").await;
     desktop.xdotool(&["key", "Escape"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     // 5. Pause: polling stops, the icon and the state file say so.
     item.click(PAUSE).await;
@@ -237,8 +239,9 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
         .await;
     wait_icon(&item, IconKind::Paused).await;
     assert_eq!(th.state()["paused"], true);
+    let relay_url = relay.url();
     let polls = wait_until_still("polling after Pause", Duration::from_secs(5), || {
-        relay_requests(&relay.url(), POLL_ROUTE)
+        relay_requests(&relay_url, POLL_ROUTE)
     })
     .await;
 

@@ -243,7 +243,8 @@ impl Ui {
 fn enrolled_text(e: &Enrolled) -> String {
     let mut text = format!(
         "This computer is enrolled as {} with {}.\nLink Peeler will now resolve links for your team.",
-        e.device_id, e.relay
+        e.device_id,
+        super::host::display(&e.relay)
     );
     if let Some(old) = &e.replaced {
         text.push_str(&format!(

@@ -101,7 +101,7 @@ impl Desktop {
         .await;
         let mut bar_cmd = Command::new("gtk-sni-tray-standalone");
         bar_cmd
-            .args(["--top", "--beginning", "--size", "32"])
+            .args(["--top", "--beginning", "--size", "32", "--color", "#3c3f41"])
             .env("DISPLAY", &display);
         let bar = spawn(bar_cmd, logs, "bar.log", "gtk-sni-tray-standalone");
         Desktop {
@@ -129,7 +129,8 @@ impl Desktop {
             )
             .await;
         let Ok(reply) = reply else { return Vec::new() };
-        let Ok(v) = reply.body().deserialize::<Value>() else {
+        let body = reply.body();
+        let Ok(v) = body.deserialize::<Value>() else {
             return Vec::new();
         };
         let v = unwrap_variant(&v);
@@ -152,9 +153,16 @@ impl Desktop {
             || async { self.items().await.into_iter().next() },
         )
         .await;
+        // Watchers list `name/path`, or just the bus name (libappindicator
+        // registers a path the Haskell watcher does not repeat): then look.
         let (bus_name, path) = match entry.find('/') {
             Some(i) => (entry[..i].to_owned(), entry[i..].to_owned()),
-            None => (entry.clone(), "/StatusNotifierItem".to_owned()),
+            None => {
+                let path = find_item_path(&self.bus, &entry, "/")
+                    .await
+                    .expect("an object with org.kde.StatusNotifierItem");
+                (entry.clone(), path)
+            }
         };
         let item = TrayItem {
             bus: self.bus.clone(),
@@ -237,10 +245,10 @@ impl Desktop {
         .await;
     }
 
-    /// Saves the whole screen as a PNG.
-    pub async fn screenshot(&self, to: &Path) {
+    /// Saves the top-left `geometry` (`WxH+0+0`) of the screen as a PNG.
+    pub async fn screenshot(&self, to: &Path, geometry: &str) {
         let status = Command::new("import")
-            .args(["-window", "root"])
+            .args(["-window", "root", "-crop", geometry, "+repage"])
             .arg(to)
             .env("DISPLAY", &self.display)
             .status()
@@ -249,11 +257,47 @@ impl Desktop {
         assert!(status.success(), "import -window root {}", to.display());
     }
 
-    /// Clicks the icon in the tray bar (the bar's only icon, at its left end).
-    pub async fn click_tray_icon(&self, button: &str) {
-        self.xdotool(&["mousemove", "--sync", "16", "16", "click", button])
-            .await;
+    /// Opens the icon's context menu in the tray bar (its only icon, at the
+    /// left end) with a right click, pressed and released like a person.
+    pub async fn open_tray_menu(&self) {
+        self.xdotool(&["mousemove", "--sync", "16", "16"]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.xdotool(&["mousedown", "3"]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.xdotool(&["mouseup", "3"]).await;
     }
+}
+
+/// Depth-first search of `name`'s objects for the StatusNotifierItem interface.
+async fn find_item_path(bus: &zbus::Connection, name: &str, path: &str) -> Option<String> {
+    let xml: String = bus
+        .call_method(
+            Some(name),
+            path,
+            Some("org.freedesktop.DBus.Introspectable"),
+            "Introspect",
+            &(),
+        )
+        .await
+        .ok()?
+        .body()
+        .deserialize()
+        .ok()?;
+    if xml.contains("\"org.kde.StatusNotifierItem\"") {
+        return Some(path.to_owned());
+    }
+    for child in xml.split("<node name=\"").skip(1) {
+        let Some(end) = child.find('"') else { continue };
+        let child_path = if path == "/" {
+            format!("/{}", &child[..end])
+        } else {
+            format!("{path}/{}", &child[..end])
+        };
+        if let Some(found) = Box::pin(find_item_path(bus, name, &child_path)).await {
+            return Some(found);
+        }
+    }
+    None
 }
 
 fn log_file(dir: &Path, name: &str) -> std::fs::File {
@@ -332,7 +376,8 @@ impl TrayItem {
             )
             .await
             .ok()?;
-        let v: Value = reply.body().deserialize().ok()?;
+        let body = reply.body();
+        let v: Value = body.deserialize().ok()?;
         unwrap_variant(&v).try_to_owned().ok()
     }
 
@@ -349,7 +394,8 @@ impl TrayItem {
             )
             .await;
         let Ok(reply) = reply else { return Vec::new() };
-        let Ok(body) = reply.body().deserialize::<Structure>() else {
+        let body = reply.body();
+        let Ok(body) = body.deserialize::<Structure>() else {
             return Vec::new();
         };
         let Some(Value::Structure(root)) = body.fields().get(1) else {
