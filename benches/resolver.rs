@@ -71,10 +71,10 @@ async fn run_level(resolver: &Resolver, url: &str, concurrency: usize, chains: u
                     .is_ok()
                 {
                     let r = resolver.resolve(&url).await;
-                    if r.conclusion != Conclusion::Resolved || r.hops.len() != HOPS_PER_CHAIN {
-                        if failures.fetch_add(1, Ordering::SeqCst) == 0 {
-                            eprintln!("unexpected result: {:?} {:?}", r.conclusion, r.error);
-                        }
+                    let expected =
+                        r.conclusion == Conclusion::Resolved && r.hops.len() == HOPS_PER_CHAIN;
+                    if !expected && failures.fetch_add(1, Ordering::SeqCst) == 0 {
+                        eprintln!("unexpected result: {:?} {:?}", r.conclusion, r.error);
                     }
                 }
             })
@@ -94,19 +94,16 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Wall time of whole processes, median of `runs`.
-fn time_process(runs: usize, mut make: impl FnMut() -> Command) -> Option<Duration> {
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let started = Instant::now();
-        let out = make().output().ok()?;
-        times.push(started.elapsed());
-        if !out.status.success() {
-            eprintln!("process failed: {}", String::from_utf8_lossy(&out.stderr));
-            return None;
-        }
+/// Wall time of one whole process, or `None` when it failed.
+fn time_process(mut cmd: Command) -> Option<Duration> {
+    let started = Instant::now();
+    let out = cmd.output().ok()?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        eprintln!("process failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
     }
-    Some(median(times))
+    Some(took)
 }
 
 fn main() {
@@ -158,19 +155,21 @@ fn main() {
     // One chain, whole process: link-peeler resolve vs curl -L.
     let runs = if full { 30 } else { 2 };
     let bin = env!("CARGO_BIN_EXE_link-peeler");
-    let ours = time_process(runs, || {
+    // Interleaved, so that both see the same machine load.
+    let (mut ours, mut curl) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
         let mut c = Command::new(bin);
         c.args(["resolve", "--allow-network", "127.0.0.1/32", &url]);
-        c
-    });
-    let curl = time_process(runs, || {
+        ours.extend(time_process(c));
         let mut c = Command::new("curl");
         c.args(["-sS", "-L", "-o", "/dev/null", &url]);
-        c
-    });
+        curl.extend(time_process(c));
+    }
+    let ours = (ours.len() == runs).then(|| median(ours));
+    let curl = (curl.len() == runs).then(|| median(curl));
     match (ours, curl) {
         (Some(o), Some(c)) => println!(
-            "single chain, median of {runs} processes: link-peeler resolve {:.2} ms, curl -L {:.2} ms, ratio {:.2}x",
+            "single chain, median of {runs} interleaved processes each: link-peeler resolve {:.2} ms, curl -L {:.2} ms, ratio {:.2}x",
             o.as_secs_f64() * 1e3,
             c.as_secs_f64() * 1e3,
             o.as_secs_f64() / c.as_secs_f64()
