@@ -336,3 +336,79 @@ async fn garbage_headers_do_not_panic() {
         assert!(!r.hops.is_empty(), "{p}: {r:?}");
     }
 }
+
+/// A TLS server on 127.0.0.1 with a fresh self-signed certificate (made by
+/// the `openssl` command line), answering one HTTP request per connection.
+fn self_signed_tls_server() -> Option<SocketAddr> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+
+    let dir = tempfile::tempdir().ok()?;
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=lab.test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    if !made.success() {
+        return None;
+    }
+    let cert = CertificateDer::from_pem_file(&cert).ok()?;
+    let key = PrivateKeyDer::from_pem_file(&key).ok()?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .ok()?;
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+    let addr = listener.local_addr().ok()?;
+    std::thread::spawn(move || {
+        for sock in listener.incoming().flatten() {
+            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                break;
+            };
+            let mut tls = rustls::StreamOwned::new(conn, sock);
+            let mut buf = [0u8; 4096];
+            if tls.read(&mut buf).is_ok() {
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            }
+        }
+    });
+    Some(addr)
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_tls_error() {
+    let Some(addr) = self_signed_tls_server() else {
+        panic!("the openssl command is needed to make a test certificate");
+    };
+    let lab = Lab::start("127.0.0.1").await;
+    let url = lab.url(&format!(
+        "/status/302?to={}",
+        enc(format!("https://{addr}/").as_bytes())
+    ));
+    let r = resolve(&lab_resolver(), &url).await;
+    assert_conclusion(&r, Conclusion::TlsError);
+    assert_eq!(r.hops.len(), 2);
+    assert_eq!(r.hops[1].status, None);
+    let why = r.error.unwrap_or_default().to_lowercase();
+    assert!(why.contains("certificate"), "{why}");
+}
