@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod resolve;
 mod submit;
 
 /// Resolve tracking links on this desktop for a Link Peeler relay.
@@ -22,12 +23,15 @@ pub struct Cli {
 pub enum Command {
     /// Submit one signed job to a relay (for developers trying the API).
     Submit(submit::SubmitArgs),
+    /// Follow a link here and now and show every hop (SPEC §7).
+    Resolve(resolve::ResolveArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Submit(args)) => submit::run(args),
+        Some(Command::Resolve(args)) => resolve::run(args),
         None => {
             eprintln!("link-peeler: the tray app is not built yet; see `link-peeler --help`");
             ExitCode::from(2)

@@ -1,0 +1,318 @@
+//! Finding where an HTML page navigates to: `<meta http-equiv="refresh">`,
+//! literal script redirects, and the `<base href>` they resolve against.
+//!
+//! The page is tokenized with `html5gum` (a WHATWG tokenizer: attribute
+//! entities such as `&amp;` are decoded, script and `<noscript>` contents are
+//! raw text as in a browser with scripting on, comments hide what is in
+//! them). Tree building is not needed: the document order of these few
+//! elements is all that matters.
+//!
+//! What a page does, as a browser with scripting would see it:
+//! 1. the first literal load-time script redirect (see [`javascript`]) —
+//!    inline scripts run while the page is parsed, before any refresh timer;
+//! 2. otherwise the first valid `<meta refresh>` outside `<noscript>` (later
+//!    ones are ignored, as the standard's "will declaratively refresh" flag
+//!    says);
+//! 3. otherwise the first valid one inside `<noscript>`: we cannot run the
+//!    page's other scripts, so a page whose only way out is the no-script
+//!    path is followed there (t.co answers browsers like this).
+//!
+//! [`javascript`]: super::javascript
+
+use html5gum::{DefaultEmitter, StartTag, Token, Tokenizer};
+use url::Url;
+
+use super::javascript;
+use super::location::resolve_reference;
+use super::refresh::{Refresh, parse_refresh};
+
+/// A navigation found in a document, resolved against its base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Navigation {
+    pub via: Via,
+    /// Seconds to wait (always 0 for scripts).
+    pub delay: u64,
+    pub target: Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    MetaRefresh,
+    Script,
+}
+
+/// Everything a page says about navigating away, before precedence applies.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PageRedirects {
+    pub script: Option<Navigation>,
+    pub meta: Option<Navigation>,
+    pub noscript_meta: Option<Navigation>,
+}
+
+fn attr<'t>(tag: &'t StartTag<()>, name: &str) -> Option<std::borrow::Cow<'t, str>> {
+    tag.attributes
+        .get(name.as_bytes())
+        .map(|v| String::from_utf8_lossy(&v.value.0))
+}
+
+fn tokens(html: &str) -> impl Iterator<Item = Token> + '_ {
+    let mut emitter = DefaultEmitter::default();
+    emitter.naively_switch_states(true);
+    Tokenizer::new_with_emitter(html, emitter).filter_map(Result::ok)
+}
+
+/// A script element whose inline text a browser would run.
+fn is_runnable_script(tag: &StartTag<()>) -> bool {
+    if attr(tag, "src").is_some() {
+        return false;
+    }
+    match attr(tag, "type") {
+        None => true,
+        Some(t) => {
+            let t = t.trim().to_ascii_lowercase();
+            t.is_empty()
+                || t == "module"
+                || matches!(
+                    t.as_str(),
+                    "text/javascript"
+                        | "application/javascript"
+                        | "text/ecmascript"
+                        | "application/ecmascript"
+                        | "application/x-javascript"
+                        | "text/jscript"
+                )
+        }
+    }
+}
+
+/// A meta refresh's parsed value, if this tag is one.
+fn meta_refresh(tag: &StartTag<()>) -> Option<Refresh> {
+    let equiv = attr(tag, "http-equiv")?;
+    if !equiv.trim().eq_ignore_ascii_case("refresh") {
+        return None;
+    }
+    let content = attr(tag, "content")?;
+    parse_refresh(&content)
+}
+
+/// A refresh that navigates somewhere (not a reload), resolved.
+fn refresh_target(r: Refresh, base: &Url) -> Option<Navigation> {
+    let target = resolve_reference(r.url.as_deref()?, base).ok()?;
+    Some(Navigation {
+        via: Via::MetaRefresh,
+        delay: r.delay,
+        target,
+    })
+}
+
+#[derive(PartialEq)]
+enum RawText {
+    None,
+    Script,
+    Noscript,
+}
+
+/// Scans a document (already capped and decoded) served from `doc_url`.
+pub fn scan(html: &str, doc_url: &Url) -> PageRedirects {
+    let mut out = PageRedirects::default();
+    let mut base: Option<Url> = None;
+    let mut raw = RawText::None;
+    let mut text = String::new();
+    for token in tokens(html) {
+        match token {
+            Token::StartTag(tag) => {
+                let b = base.as_ref().unwrap_or(doc_url);
+                match tag.name.0.as_slice() {
+                    b"base" if base.is_none() => {
+                        if let Some(href) = attr(&tag, "href") {
+                            base = Some(
+                                resolve_reference(&href, doc_url)
+                                    .unwrap_or_else(|_| doc_url.clone()),
+                            );
+                        }
+                    }
+                    b"meta" if out.meta.is_none() => {
+                        out.meta = meta_refresh(&tag).and_then(|r| refresh_target(r, b));
+                    }
+                    b"script" => {
+                        raw = if is_runnable_script(&tag) {
+                            RawText::Script
+                        } else {
+                            RawText::None
+                        };
+                        text.clear();
+                    }
+                    b"noscript" => {
+                        raw = RawText::Noscript;
+                        text.clear();
+                    }
+                    _ => {}
+                }
+            }
+            Token::String(s) if raw != RawText::None => {
+                text.push_str(&String::from_utf8_lossy(&s.value.0));
+            }
+            Token::EndTag(end) => {
+                let b = base.as_ref().unwrap_or(doc_url);
+                match (end.name.0.as_slice(), &raw) {
+                    (b"script", RawText::Script) if out.script.is_none() => {
+                        out.script = javascript::find_redirect(&text)
+                            .and_then(|u| resolve_reference(&u, b).ok())
+                            .map(|target| Navigation {
+                                via: Via::Script,
+                                delay: 0,
+                                target,
+                            });
+                    }
+                    (b"noscript", RawText::Noscript) if out.noscript_meta.is_none() => {
+                        out.noscript_meta = first_meta_in(&text, b);
+                    }
+                    _ => {}
+                }
+                if matches!(end.name.0.as_slice(), b"script" | b"noscript") {
+                    raw = RawText::None;
+                    text.clear();
+                }
+            }
+            _ => {}
+        }
+    }
+    // A page cut at the cap may end inside a script or noscript.
+    let b = base.as_ref().unwrap_or(doc_url);
+    match raw {
+        RawText::Script if out.script.is_none() => {
+            out.script = javascript::find_redirect(&text)
+                .and_then(|u| resolve_reference(&u, b).ok())
+                .map(|target| Navigation {
+                    via: Via::Script,
+                    delay: 0,
+                    target,
+                });
+        }
+        RawText::Noscript if out.noscript_meta.is_none() => {
+            out.noscript_meta = first_meta_in(&text, b);
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The first valid meta refresh in a `<noscript>`'s raw text.
+fn first_meta_in(fragment: &str, base: &Url) -> Option<Navigation> {
+    tokens(fragment).find_map(|t| match t {
+        Token::StartTag(tag) if tag.name.0.as_slice() == b"meta" => {
+            meta_refresh(&tag).and_then(|r| refresh_target(r, base))
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Url {
+        Url::parse("http://a.test/dir/page").expect("parses")
+    }
+
+    /// The precedence `hop` applies (without a Refresh header).
+    fn chosen(html: &str) -> Option<(Via, String)> {
+        let p = scan(html, &doc());
+        let meta = p.meta.or(p.noscript_meta).filter(|m| m.delay <= 10);
+        p.script.or(meta).map(|n| (n.via, n.target.to_string()))
+    }
+
+    #[test]
+    fn meta_refresh_is_found_and_resolved() {
+        let got = chosen(
+            r#"<html><head><meta http-equiv="Refresh" content="0; URL=/next?a=1&amp;b=2"></head></html>"#,
+        );
+        assert_eq!(
+            got,
+            Some((Via::MetaRefresh, "http://a.test/next?a=1&b=2".into()))
+        );
+    }
+
+    #[test]
+    fn base_href_is_honoured() {
+        let got = chosen(r#"<base href="/sub/"><meta http-equiv=refresh content="0;url=page">"#);
+        assert_eq!(
+            got,
+            Some((Via::MetaRefresh, "http://a.test/sub/page".into()))
+        );
+        let got = chosen(r#"<base href="https://b.test/x/"><script>location.href='y'</script>"#);
+        assert_eq!(got, Some((Via::Script, "https://b.test/x/y".into())));
+    }
+
+    #[test]
+    fn only_the_first_meta_refresh_counts() {
+        let got = chosen(
+            r#"<meta http-equiv=refresh content="0;url=/one"><meta http-equiv=refresh content="0;url=/two">"#,
+        );
+        assert_eq!(got, Some((Via::MetaRefresh, "http://a.test/one".into())));
+        // An invalid one does not take the slot.
+        let got = chosen(
+            r#"<meta http-equiv=refresh content="x"><meta http-equiv=refresh content="0;url=/two">"#,
+        );
+        assert_eq!(got, Some((Via::MetaRefresh, "http://a.test/two".into())));
+    }
+
+    #[test]
+    fn long_delays_and_reloads_are_not_redirects() {
+        assert_eq!(
+            chosen(r#"<meta http-equiv=refresh content="30;url=/later">"#),
+            None
+        );
+        assert_eq!(chosen(r#"<meta http-equiv=refresh content="5">"#), None);
+        let got = chosen(r#"<meta http-equiv=refresh content="10;url=/ten">"#);
+        assert_eq!(got, Some((Via::MetaRefresh, "http://a.test/ten".into())));
+    }
+
+    #[test]
+    fn scripts_win_over_refresh_and_noscript_is_the_fallback() {
+        let tco = r#"<noscript><META http-equiv="refresh" content="0;URL=https://dest.test/a"></noscript><script>window.location.replace("https:\/\/dest.test\/b")</script>"#;
+        assert_eq!(
+            chosen(tco),
+            Some((Via::Script, "https://dest.test/b".into()))
+        );
+        let only_noscript = r#"<noscript><meta http-equiv="refresh" content="0;URL=https://dest.test/a"></noscript><script>var x = 1;</script>"#;
+        assert_eq!(
+            chosen(only_noscript),
+            Some((Via::MetaRefresh, "https://dest.test/a".into()))
+        );
+        let both = r#"<noscript><meta http-equiv=refresh content="0;url=/ns"></noscript><meta http-equiv=refresh content="0;url=/real">"#;
+        assert_eq!(
+            chosen(both),
+            Some((Via::MetaRefresh, "http://a.test/real".into()))
+        );
+    }
+
+    #[test]
+    fn things_that_look_like_redirects_but_are_not() {
+        for html in [
+            r#"<!-- <meta http-equiv=refresh content="0;url=/c"> -->"#,
+            r#"<script>var s = '<meta http-equiv=refresh content="0;url=/s">';</script>"#,
+            r#"<script src="/app.js">location.href='/x'</script>"#,
+            r#"<script type="application/ld+json">{"a": "location.href='/x'"}</script>"#,
+            r#"<textarea><meta http-equiv=refresh content="0;url=/t"></textarea>"#,
+            r#"<p>location.href = '/text'</p>"#,
+            r#"<meta name=refresh content="0;url=/name">"#,
+            r#"<meta http-equiv=refresh>"#,
+        ] {
+            assert_eq!(chosen(html), None, "{html}");
+        }
+    }
+
+    #[test]
+    fn truncated_pages_are_scanned_as_far_as_they_go() {
+        let got = chosen("<html><script>location.replace('/cut')");
+        assert_eq!(got, Some((Via::Script, "http://a.test/cut".into())));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "(<|>|meta|script|noscript|base|href=|http-equiv=refresh|content=|\"|'|/|0;url=x| |é)*") {
+            let _ = scan(&s, &doc());
+        }
+    }
+}
