@@ -142,6 +142,8 @@ pub struct Stats {
     pub connections: AtomicUsize,
     pub body_bytes_sent: AtomicU64,
     pub requests: Mutex<Vec<Req>>,
+    /// Set by the benchmark: count, but do not keep every request.
+    pub forget_requests: std::sync::atomic::AtomicBool,
 }
 
 /// A running lab server. Dropping it stops accepting.
@@ -269,7 +271,9 @@ pub fn head(status: u16, headers: &[(String, Vec<u8>)], content_length: Option<u
 async fn serve(mut sock: TcpStream, handler: Handler, stats: Arc<Stats>) {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut sock, &mut buf).await {
-        stats.requests.lock().expect("lock").push(req.clone());
+        if !stats.forget_requests.load(Ordering::Relaxed) {
+            stats.requests.lock().expect("lock").push(req.clone());
+        }
         match handler(&req) {
             Reply::Full {
                 status,
