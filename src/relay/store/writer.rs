@@ -204,10 +204,10 @@ fn execute(conn: &Connection, env: Envelope) -> (Answer, bool, bool) {
             }
             Err(e) => return (fail(op, e.into()), false, false),
         }
-        if n.key_id.starts_with(crate::relay::ids::DEVICE_PREFIX) {
-            if let Err(e) = principals::touch_device(conn, &n.key_id, now) {
-                return (fail(op, e.into()), false, false);
-            }
+        if n.key_id.starts_with(crate::relay::ids::DEVICE_PREFIX)
+            && let Err(e) = principals::touch_device(conn, &n.key_id, now)
+        {
+            return (fail(op, e.into()), false, false);
         }
     }
     match op {
