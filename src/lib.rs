@@ -11,6 +11,7 @@
 //! - [`agent`] enrolls a desktop, long-polls the relay, runs the resolver and
 //!   posts results back;
 //! - [`demo`] runs relay, agent and a redirect lab in one process (`link-peeler demo`);
+//! - [`tray`] is the system-tray app on top of the agent (feature `tray`);
 //! - [`cli`] is the `link-peeler` command line on top of all of that.
 //!
 //! ARCHITECTURE.md has the map and the invariants.
@@ -23,3 +24,5 @@ pub mod relay;
 pub mod resolver;
 pub mod signing;
 pub mod tls;
+#[cfg(feature = "tray")]
+pub mod tray;

@@ -314,3 +314,105 @@ async fn a_second_signal_exits_at_once_and_keeps_nothing_half_written() {
     agent.signal("INT");
     assert_eq!(agent.wait_exit().await, Some(130));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_results_survive_a_restart_and_are_posted_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut relay = Relay::start(tmp.path(), None).await;
+    let proxy = CountingProxy::start(relay.addr).await;
+    let lab = Lab::start().await.unwrap();
+    let (key_id, key_secret) = api_key(&relay);
+    let (device, secret) = enroll_http(&relay).await;
+    let creds = env_creds(&device, &secret);
+    let home = AgentHome::new(tmp.path(), "a");
+    home.write_config(&format!("relay = \"{}\"\n{SHORT_POLLS}", proxy.url()));
+    let mut agent = home.spawn_agent(&[], &creds);
+
+    let api = ApiClient::new(&relay.url(), &key_id, &key_secret).unwrap();
+    let path = "/slow/1000";
+    let job = api.submit("restart", &lab.url(path), None).await.unwrap();
+    wait_for("the agent to start resolving", || async {
+        (lab.hits(path) > 0).then_some(())
+    })
+    .await;
+    relay.proc.kill9().await;
+    wait_for("the result to be parked", || async {
+        (home.outbox_len() == 1).then_some(())
+    })
+    .await;
+    agent.signal("TERM");
+    assert_eq!(
+        agent.wait_exit().await,
+        Some(0),
+        "a stop with parked results is clean"
+    );
+    assert_eq!(home.outbox_len(), 1, "the parked result survives the stop");
+
+    let relay2 = Relay::start(tmp.path(), None).await;
+    proxy.set_upstream(relay2.addr);
+    let mut agent = home.spawn_agent(&[], &creds);
+    let api = ApiClient::new(&relay2.url(), &key_id, &key_secret).unwrap();
+    let job = api
+        .wait_finished(&job.job_id, Duration::from_millis(50), PATIENCE)
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Done);
+    assert_eq!(
+        job.attempts, 1,
+        "posted from the outbox, not resolved again"
+    );
+    assert_eq!(lab.hits(path), 1);
+    wait_for("the outbox to empty", || async {
+        (home.outbox_len() == 0).then_some(())
+    })
+    .await;
+    assert!(home.logs().contains("delivering parked results"));
+    agent.signal("TERM");
+    assert_eq!(agent.wait_exit().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_whose_lease_was_lost_is_dropped_with_a_log_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = Relay::start(tmp.path(), Some(1)).await;
+    let lab = Lab::start().await.unwrap();
+    let api = api_client(&relay);
+    let (slow_dev, slow_secret) = enroll_http(&relay).await;
+    let (fast_dev, fast_secret) = enroll_http(&relay).await;
+    let slow = AgentHome::new(tmp.path(), "slow");
+    let fast = AgentHome::new(tmp.path(), "fast");
+    for h in [&slow, &fast] {
+        h.write_config(&format!("relay = \"{}\"\n{SHORT_POLLS}", relay.url()));
+    }
+    // The slow agent leases the task and spends 4 s on the first request; its 1 s lease expires.
+    let mut a = slow.spawn_agent(&["--capacity", "1"], &env_creds(&slow_dev, &slow_secret));
+    let path = "/slow-once/lost/4000";
+    let job = api.submit("lost", &lab.url(path), None).await.unwrap();
+    wait_for("the slow agent to start resolving", || async {
+        (lab.hits(path) > 0).then_some(())
+    })
+    .await;
+    // A second agent picks the re-queued task up and finishes it at once.
+    let mut b = fast.spawn_agent(&[], &env_creds(&fast_dev, &fast_secret));
+    let done = api
+        .wait_finished(&job.job_id, Duration::from_millis(50), PATIENCE)
+        .await
+        .unwrap();
+    assert_eq!(done.resolved_by.as_deref(), Some(fast_dev.as_str()));
+    wait_for("the slow agent to drop its stale result", || async {
+        slow.logs().contains("dropping result").then_some(())
+    })
+    .await;
+    assert!(slow.logs().contains("lease_lost"), "{}", slow.logs());
+    assert_eq!(slow.outbox_len(), 0, "a lost lease's result is not kept");
+    let again = api.job(&job.job_id).await.unwrap();
+    assert_eq!(
+        again.resolved_by.as_deref(),
+        Some(fast_dev.as_str()),
+        "the stale post changed nothing"
+    );
+    for p in [&mut a, &mut b] {
+        p.signal("TERM");
+        assert_eq!(p.wait_exit().await, Some(0));
+    }
+}

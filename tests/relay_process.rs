@@ -411,3 +411,65 @@ async fn dev_prints_working_credentials_and_submit_uses_them() {
     sigterm(&child);
     assert!(wait_exit(&mut child).success());
 }
+
+#[tokio::test]
+async fn debug_request_logs_redact_the_signature_and_never_show_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let key = json_line(&relay_cmd(
+        &db,
+        &["keys", "create", "--name", "logs", "--json"],
+    ));
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(RELAY)
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--listen", "127.0.0.1:0", "--json"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = serde_json::from_str::<Value>(&line).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let api = client(&url, &key);
+    let body = r#"{"idempotencyKey":"log-1","trackingUrl":"https://trk.example/l"}"#;
+    let headers = api.headers(body.as_bytes());
+    let signature = headers
+        .iter()
+        .find(|(k, _)| *k == "x-link-peeler-signature")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        api.post_with(paths::LINKS_FETCH, &headers, body.into())
+            .await
+            .status,
+        202
+    );
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("x-link-peeler-key"),
+        "request headers are logged at debug: {logs:.2000}"
+    );
+    assert!(
+        logs.contains(r#""x-link-peeler-signature": Sensitive"#),
+        "{logs:.2000}"
+    );
+    assert!(
+        !logs.contains(&signature),
+        "the signature leaked into the log"
+    );
+    assert!(
+        !logs.contains(key["secret"].as_str().unwrap()),
+        "the secret leaked into the log"
+    );
+}

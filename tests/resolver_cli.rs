@@ -166,9 +166,11 @@ async fn the_lab_is_refused_without_allow_network() {
         r.stdout
     );
     assert_eq!(lab.connections(), 0);
+    // Into a second lab on 127.0.0.2, which --allow-network does not open.
+    let other = Lab::start("127.0.0.2").await;
     let via_redirect = lab.url(&format!(
         "/status/302?to={}",
-        enc(b"http://169.254.169.254/")
+        enc(other.url("/ok").as_bytes())
     ));
     let r = run(&["--json", ALLOW[0], ALLOW[1], &via_redirect]).await;
     assert_eq!(r.code, 1);
@@ -177,24 +179,25 @@ async fn the_lab_is_refused_without_allow_network() {
         "{}",
         r.stdout
     );
+    assert_eq!(other.connections(), 0);
 }
 
 #[tokio::test]
 async fn usage_errors_exit_2_with_a_clear_message() {
     for (args, needle) in [
-        (vec!["--max-hops", "0", "http://a.test/"], "--max-hops"),
-        (vec!["--max-hops", "101", "http://a.test/"], "--max-hops"),
+        (vec!["--max-hops", "0", "http://localhost/"], "--max-hops"),
+        (vec!["--max-hops", "101", "http://localhost/"], "--max-hops"),
         (
-            vec!["--allow-network", "not-a-cidr", "http://a.test/"],
+            vec!["--allow-network", "not-a-cidr", "http://localhost/"],
             "CIDR",
         ),
         (
-            vec!["--allow-network", "10.0.0.0/33", "http://a.test/"],
+            vec!["--allow-network", "10.0.0.0/33", "http://localhost/"],
             "CIDR",
         ),
-        (vec!["--timeout", "0", "http://a.test/"], "timeout"),
-        (vec!["--timeout", "soon", "http://a.test/"], "seconds"),
-        (vec!["--bogus", "http://a.test/"], "--bogus"),
+        (vec!["--timeout", "0", "http://localhost/"], "timeout"),
+        (vec!["--timeout", "soon", "http://localhost/"], "seconds"),
+        (vec!["--bogus", "http://localhost/"], "--bogus"),
         (vec![], "URL"),
     ] {
         let r = run(&args).await;

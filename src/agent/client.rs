@@ -155,10 +155,10 @@ impl RelayClient {
 
     /// Start from a known clock offset (the hidden test clock, or a remembered one).
     pub fn set_clock_offset(&self, offset: i64) {
-        if let Some(s) = &self.signer {
-            if let Ok(mut s) = s.lock() {
-                s.set_clock_offset(offset);
-            }
+        if let Some(s) = &self.signer
+            && let Ok(mut s) = s.lock()
+        {
+            s.set_clock_offset(offset);
         }
     }
 

@@ -190,12 +190,12 @@ pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigE
         flags.allow_networks.clone()
     };
     let user_agent = flags.user_agent.clone().or_else(|| file.user_agent.clone());
-    if let Some(ua) = &user_agent {
-        if ua.is_empty() || ua.len() > 512 || ua.chars().any(char::is_control) {
-            return Err(ConfigError::Invalid(
-                "user agent must be 1–512 bytes without control characters".into(),
-            ));
-        }
+    if let Some(ua) = &user_agent
+        && (ua.is_empty() || ua.len() > 512 || ua.chars().any(char::is_control))
+    {
+        return Err(ConfigError::Invalid(
+            "user agent must be 1–512 bytes without control characters".into(),
+        ));
     }
     Ok(Settings {
         relay,

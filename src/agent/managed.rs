@@ -179,21 +179,21 @@ impl ManagedFile {
                 .validate()
                 .map_err(|e| err(format!("enrollment_code: {}", e.message)))?;
         }
-        if let Some(c) = self.capacity {
-            if !(1..=crate::protocol::MAX_POLL_CAPACITY).contains(&c) {
-                return Err(err(format!(
-                    "capacity must be between 1 and {}, not {c}",
-                    crate::protocol::MAX_POLL_CAPACITY
-                )));
-            }
+        if let Some(c) = self.capacity
+            && !(1..=crate::protocol::MAX_POLL_CAPACITY).contains(&c)
+        {
+            return Err(err(format!(
+                "capacity must be between 1 and {}, not {c}",
+                crate::protocol::MAX_POLL_CAPACITY
+            )));
         }
-        if let Some(w) = self.poll_wait_seconds {
-            if w > crate::protocol::MAX_POLL_WAIT_SECONDS {
-                return Err(err(format!(
-                    "poll_wait_seconds must be between 0 and {}, not {w}",
-                    crate::protocol::MAX_POLL_WAIT_SECONDS
-                )));
-            }
+        if let Some(w) = self.poll_wait_seconds
+            && w > crate::protocol::MAX_POLL_WAIT_SECONDS
+        {
+            return Err(err(format!(
+                "poll_wait_seconds must be between 0 and {}, not {w}",
+                crate::protocol::MAX_POLL_WAIT_SECONDS
+            )));
         }
         let user_agent = text("user_agent", self.user_agent)?;
         let allow_networks = match self.allow_networks {

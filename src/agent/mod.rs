@@ -8,11 +8,14 @@
 //! - [`config`]: `config.toml` + flags → settings; relay URL rules (https unless loopback);
 //! - [`credentials`]: keychain and environment credential sources, no plaintext fallback;
 //! - [`managed`]: admin-deployed settings (registry, managed preferences, /etc) and self-enrollment;
+//! - [`enrollment`]: code → credentials in the keychain, as a library call (the tray's);
 //! - [`client`]: signed requests to the relay, one clock correction on `stale_timestamp`;
 //! - [`policy`]: the one table of relay answers that retry, stop or drop;
 //! - [`backoff`]: full-jitter exponential backoff, 1 s → 60 s, `Retry-After` as floor;
 //! - [`outbox`]: results fsync'd to disk before posting, removed once accepted;
 //! - [`runner`]: the poll/resolve/post loop with capacity and a clean drain on stop;
+//! - [`activity`]: the runner's live state (connection, in flight) for a user interface;
+//! - [`state`]: the agent's own state file (paused, today's count), kept across restarts;
 //! - [`shutdown`]: first signal drains, second exits;
 //! - [`lock`]: one agent per user;
 //! - [`logging`]: daily-rolling log files (14 kept) + stderr;
@@ -21,11 +24,13 @@
 //! The agent depends on [`crate::protocol`], [`crate::signing`] and the
 //! [`crate::resolver`] only — never on the relay.
 
+pub mod activity;
 pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod doctor;
+pub mod enrollment;
 pub mod lock;
 pub mod logging;
 pub mod managed;
@@ -34,6 +39,7 @@ pub mod policy;
 pub mod resolve;
 pub mod runner;
 pub mod shutdown;
+pub mod state;
 pub mod status;
 
 pub use resolve::LinkResolver;

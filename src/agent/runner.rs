@@ -24,11 +24,13 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::{Activity, Connection, Publisher};
 use super::backoff::Backoff;
 use super::client::{RelayClient, RelayError};
 use super::outbox::{Outbox, Pending, now_ms};
@@ -103,6 +105,8 @@ struct Shared<R> {
     resolver: R,
     outbox: Outbox,
     counters: Arc<Counters>,
+    /// What the loop is doing, for a user interface (the tray).
+    activity: Publisher,
     /// Tasks a worker is handling, so an outbox flush does not post them twice.
     in_flight: Mutex<HashSet<String>>,
 }
@@ -128,6 +132,7 @@ impl<R: LinkResolver> Runner<R> {
                 resolver,
                 outbox,
                 counters: Arc::default(),
+                activity: Publisher::default(),
                 in_flight: Mutex::default(),
             }),
             cfg,
@@ -138,6 +143,11 @@ impl<R: LinkResolver> Runner<R> {
     /// Live counters of this runner.
     pub fn counters(&self) -> Arc<Counters> {
         self.shared.counters.clone()
+    }
+
+    /// The live [`Activity`] of this runner (connection, in flight, delivered).
+    pub fn activity(&self) -> watch::Receiver<Activity> {
+        self.shared.activity.subscribe()
     }
 
     /// Runs until `stop` is cancelled or the relay asks for a new sign-in.
@@ -153,6 +163,9 @@ impl<R: LinkResolver> Runner<R> {
         let mut workers: JoinSet<Outcome> = JoinSet::new();
         let mut outbox_dirty = true;
         let mut sign_in: Option<String> = None;
+        // Until a poll succeeds, poll without holding (waitSeconds 0) so a
+        // user interface learns "connected" at once, not a long-poll later.
+        let mut connected = false;
 
         loop {
             while let Some(done) = workers.try_join_next() {
@@ -170,6 +183,8 @@ impl<R: LinkResolver> Runner<R> {
                     }
                     Err(FlushError::Retry(e)) => {
                         let delay = backoff.next_delay(e.retry_after());
+                        connected = false;
+                        s.activity.connection(retrying(delay, &e));
                         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot deliver parked results");
                         self.pause(delay).await;
                         continue;
@@ -187,7 +202,7 @@ impl<R: LinkResolver> Runner<R> {
                 continue;
             }
             let polled = tokio::select! {
-                r = s.client.poll(free, self.cfg.poll_wait_seconds) => r,
+                r = s.client.poll(free, if connected { self.cfg.poll_wait_seconds } else { 0 }) => r,
                 // Dropping a held poll is safe: the relay releases leases of an abandoned poll.
                 _ = self.stop.cancelled() => break,
             };
@@ -198,6 +213,8 @@ impl<R: LinkResolver> Runner<R> {
                         tracing::info!("relay reachable again");
                     }
                     backoff.reset();
+                    connected = true;
+                    s.activity.connection(Connection::Online);
                     for task in tasks {
                         self.start(&mut workers, task);
                     }
@@ -209,6 +226,8 @@ impl<R: LinkResolver> Runner<R> {
                 Err(e) => {
                     Counters::bump(&s.counters.poll_failures);
                     let delay = backoff.next_delay(e.retry_after());
+                    connected = false;
+                    s.activity.connection(retrying(delay, &e));
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "poll failed");
                     self.pause(delay).await;
                 }
@@ -227,6 +246,9 @@ impl<R: LinkResolver> Runner<R> {
         }
         match sign_in {
             Some(reason) => {
+                s.activity.connection(Connection::SignInRequired {
+                    reason: reason.clone(),
+                });
                 tracing::error!(%reason, "sign-in required: the relay no longer accepts this device; polling stopped");
                 Exit::SignInRequired { reason, parked }
             }
@@ -239,6 +261,7 @@ impl<R: LinkResolver> Runner<R> {
 
     fn start(&self, workers: &mut JoinSet<Outcome>, task: Task) {
         Counters::bump(&self.shared.counters.tasks);
+        self.shared.activity.task_started();
         if let Ok(mut set) = self.shared.in_flight.lock() {
             set.insert(task.task_id.clone());
         }
@@ -247,6 +270,9 @@ impl<R: LinkResolver> Runner<R> {
         workers.spawn(async move {
             let id = task.task_id.clone();
             let outcome = work(&shared, task).await;
+            shared
+                .activity
+                .task_finished(matches!(outcome, Outcome::Delivered));
             if let Ok(mut set) = shared.in_flight.lock() {
                 set.remove(&id);
             }
@@ -280,6 +306,7 @@ impl<R: LinkResolver> Runner<R> {
                 _ = &mut deadline => {
                     let n = workers.len();
                     workers.abort_all();
+                    self.shared.activity.none_in_flight();
                     tracing::warn!(abandoned = n, "in-flight resolutions did not finish in time; their leases will expire and the relay will hand them out again");
                     return n;
                 }
@@ -327,10 +354,18 @@ impl<R: LinkResolver> Runner<R> {
             match deliver(s, p).await {
                 Outcome::SignIn(reason) => return Err(FlushError::SignIn(reason)),
                 Outcome::Parked(e) => return Err(FlushError::Retry(e)),
-                Outcome::Delivered | Outcome::Dropped => {}
+                Outcome::Delivered => s.activity.delivered_from_outbox(),
+                Outcome::Dropped => {}
             }
         }
         Ok(())
+    }
+}
+
+fn retrying(delay: Duration, e: &RelayError) -> Connection {
+    Connection::Retrying {
+        retry_at: SystemTime::now() + delay,
+        error: e.to_string(),
     }
 }
 

@@ -19,7 +19,13 @@ mod submit;
 
 /// Resolve tracking links on this desktop for a Link Peeler relay.
 #[derive(Debug, Parser)]
-#[command(name = "link-peeler", version, about, long_about = None)]
+#[command(
+    name = "link-peeler",
+    version,
+    about,
+    long_about = None,
+    after_help = "Without a subcommand, link-peeler starts the tray app (builds with the `tray` feature)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -56,9 +62,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::SignOut(args)) => sign_out::run(args),
         Some(Command::Resolve(args)) => resolve::run(args),
-        None => {
-            eprintln!("link-peeler: the tray app is not built yet; see `link-peeler --help`");
-            ExitCode::from(2)
-        }
+        None => run::tray(run::SettingsArgs::default()),
     }
 }

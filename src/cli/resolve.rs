@@ -203,12 +203,12 @@ pub fn render_table(r: &ResolutionResult, colour: bool) -> String {
         );
     }
     // A redirect that was recorded but not followed (loop, limit, scheme).
-    if let Some(last) = r.hops.last() {
-        if let Some(next) = &last.location {
-            let indent = " ".repeat(width[0] + 2);
-            let note = format!("{indent}→ {next} (not followed)");
-            let _ = writeln!(out, "{}", paint(&note, DIM, colour));
-        }
+    if let Some(last) = r.hops.last()
+        && let Some(next) = &last.location
+    {
+        let indent = " ".repeat(width[0] + 2);
+        let note = format!("{indent}→ {next} (not followed)");
+        let _ = writeln!(out, "{}", paint(&note, DIM, colour));
     }
     if !rows.is_empty() {
         out.push('\n');

@@ -31,7 +31,7 @@ pub const EXIT_SIGN_IN_REQUIRED: u8 = 3;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Run without the tray icon (required until the tray app exists)
+    /// Run without the tray icon (servers, containers, service managers)
     #[arg(long)]
     headless: bool,
     #[command(flatten)]
@@ -91,10 +91,7 @@ impl SettingsArgs {
 
 pub fn run(args: RunArgs) -> ExitCode {
     if !args.headless {
-        eprintln!(
-            "link-peeler run: the tray app is not built yet; use `link-peeler run --headless`"
-        );
-        return ExitCode::from(2);
+        return tray(args.settings);
     }
     match start(args) {
         Ok(code) => code,
@@ -103,6 +100,24 @@ pub fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The tray app (`link-peeler`, or `link-peeler run` without `--headless`).
+#[cfg(feature = "tray")]
+pub fn tray(settings: SettingsArgs) -> ExitCode {
+    crate::tray::run(crate::tray::Options {
+        overrides: settings.overrides(),
+        config_file: settings.config,
+    })
+}
+
+/// This build has no tray (`--no-default-features`).
+#[cfg(not(feature = "tray"))]
+pub fn tray(_settings: SettingsArgs) -> ExitCode {
+    eprintln!(
+        "link-peeler: this build has no tray app (built without the `tray` feature); use `link-peeler run --headless`, or see `link-peeler --help`"
+    );
+    ExitCode::from(2)
 }
 
 fn start(args: RunArgs) -> anyhow::Result<ExitCode> {

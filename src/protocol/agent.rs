@@ -35,13 +35,13 @@ impl EnrollRequest {
             ("platform", &self.platform, 32),
             ("version", &self.version, 64),
         ] {
-            if let Some(v) = v {
-                if v.len() > max || v.chars().any(char::is_control) {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidRequest,
-                        format!("{field} must be at most {max} bytes without control characters"),
-                    ));
-                }
+            if let Some(v) = v
+                && (v.len() > max || v.chars().any(char::is_control))
+            {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("{field} must be at most {max} bytes without control characters"),
+                ));
             }
         }
         Ok(())

@@ -54,29 +54,28 @@ impl FetchRequest {
         }
         validate_tracking_url(&self.tracking_url)?;
         for (field, value) in [("source", &self.source), ("rowId", &self.row_id)] {
-            if let Some(v) = value {
-                if v.chars().count() > MAX_LABEL_LEN {
-                    return Err(invalid(format!(
-                        "{field} must be at most {MAX_LABEL_LEN} characters"
-                    )));
-                }
+            if let Some(v) = value
+                && v.chars().count() > MAX_LABEL_LEN
+            {
+                return Err(invalid(format!(
+                    "{field} must be at most {MAX_LABEL_LEN} characters"
+                )));
             }
         }
         if let Some(opts) = &self.options {
-            if let Some(h) = opts.max_hops {
-                if !(1..=100).contains(&h) {
-                    return Err(invalid("options.maxHops must be between 1 and 100"));
-                }
+            if let Some(h) = opts.max_hops
+                && !(1..=100).contains(&h)
+            {
+                return Err(invalid("options.maxHops must be between 1 and 100"));
             }
-            if let Some(ua) = &opts.user_agent {
-                if ua.is_empty()
+            if let Some(ua) = &opts.user_agent
+                && (ua.is_empty()
                     || ua.len() > MAX_USER_AGENT_LEN
-                    || ua.chars().any(char::is_control)
-                {
-                    return Err(invalid(
-                        "options.userAgent must be 1–512 bytes without control characters",
-                    ));
-                }
+                    || ua.chars().any(char::is_control))
+            {
+                return Err(invalid(
+                    "options.userAgent must be 1–512 bytes without control characters",
+                ));
             }
         }
         Ok(())

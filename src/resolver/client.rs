@@ -15,18 +15,21 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, header};
 use rustls::client::Resumption;
-use rustls_platform_verifier::BuilderVerifierExt;
 
 use super::guard::dns::GuardedResolve;
+use super::verifier::LazyPlatformVerifier;
 
 /// The TLS configuration shared by all resolutions of a resolver: ring,
-/// the platform's certificate verifier, HTTP/2 and HTTP/1.1 by ALPN.
+/// the platform's certificate verifier (loaded on first use), HTTP/2 and
+/// HTTP/1.1 by ALPN.
 pub fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     crate::tls::init();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(LazyPlatformVerifier::new(provider.clone()));
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_platform_verifier()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
@@ -63,5 +66,8 @@ pub fn build(
         .dns_resolver(resolver)
         .default_headers(browser_headers())
         .user_agent(user_agent)
+        // The client lives for one chain (≤ the whole-chain deadline): no
+        // background task reaping idle connections is needed.
+        .pool_idle_timeout(None)
         .build()
 }

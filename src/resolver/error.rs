@@ -72,12 +72,14 @@ pub fn classify(err: &reqwest::Error) -> (Conclusion, String) {
 }
 
 /// The messages below reqwest's own "error sending request for url (…)",
-/// without repeats, joined with ": ".
+/// without repeats or hyper-util's "client error (Connect)" wrappers,
+/// joined with ": ".
 fn detail(errs: &[&(dyn StdError + 'static)]) -> String {
     let mut parts: Vec<String> = Vec::new();
     for e in errs.iter().skip(1) {
         let msg = e.to_string();
-        if msg.is_empty() || parts.iter().any(|p| p.contains(&msg)) {
+        let wrapper = msg.starts_with("client error (") && msg.ends_with(')');
+        if msg.is_empty() || wrapper || parts.iter().any(|p| p.contains(&msg)) {
             continue;
         }
         parts.push(msg);

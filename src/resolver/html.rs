@@ -308,4 +308,11 @@ mod tests {
         let got = chosen("<html><script>location.replace('/cut')");
         assert_eq!(got, Some((Via::Script, "http://a.test/cut".into())));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "(<|>|meta|script|noscript|base|href=|http-equiv=refresh|content=|\"|'|/|0;url=x| |é)*") {
+            let _ = scan(&s, &doc());
+        }
+    }
 }

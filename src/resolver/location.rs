@@ -209,4 +209,11 @@ mod tests {
         assert!(resolve_location(b"http://exa mple.com/", &base()).is_err());
         assert!(resolve_location(b"http://\xff\xfe/", &base()).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = resolve_location(&raw, &base());
+        }
+    }
 }

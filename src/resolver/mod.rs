@@ -22,6 +22,7 @@
 //! | `visited` | loop detection on (URL, cookies sent) |
 //! | [`guard`] | the SSRF guard: deny table, name rules, filtering DNS |
 //! | `client` | the shared TLS config and the per-resolution client |
+//! | `verifier` | the platform certificate verifier, loaded on first use |
 //! | [`error`] | error classification into conclusions |
 //!
 //! Invariants: [`Resolver::resolve`] never fails and never panics (every
@@ -41,6 +42,7 @@ mod html;
 pub mod javascript;
 pub mod location;
 pub mod refresh;
+mod verifier;
 mod visited;
 
 use std::panic::AssertUnwindSafe;

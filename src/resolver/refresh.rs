@@ -181,4 +181,17 @@ mod tests {
         let r = parse_refresh("0;URL='/café?q=ü'").expect("parses");
         assert_eq!(r.url.as_deref(), Some("/café?q=ü"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let _ = parse_refresh(&s);
+        }
+
+        #[test]
+        fn digits_then_url_always_parse(d in 0u32..100_000, u in "[a-z/]{1,20}") {
+            let r = parse_refresh(&format!("{d}; url={u}"));
+            proptest::prop_assert_eq!(r, Some(Refresh { delay: u64::from(d), url: Some(u) }));
+        }
+    }
 }

@@ -64,12 +64,13 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
@@ -142,6 +143,8 @@ pub struct Stats {
     pub connections: AtomicUsize,
     pub body_bytes_sent: AtomicU64,
     pub requests: Mutex<Vec<Req>>,
+    /// Set by the benchmark: count, but do not keep every request.
+    pub forget_requests: std::sync::atomic::AtomicBool,
 }
 
 /// A running lab server. Dropping it stops accepting.
@@ -269,7 +272,9 @@ pub fn head(status: u16, headers: &[(String, Vec<u8>)], content_length: Option<u
 async fn serve(mut sock: TcpStream, handler: Handler, stats: Arc<Stats>) {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut sock, &mut buf).await {
-        stats.requests.lock().expect("lock").push(req.clone());
+        if !stats.forget_requests.load(Ordering::Relaxed) {
+            stats.requests.lock().expect("lock").push(req.clone());
+        }
         match handler(&req) {
             Reply::Full {
                 status,

@@ -81,16 +81,16 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let resp = next.run(req).await;
-    if let Some(code) = resp.extensions().get::<ErrorCode>() {
-        if code.status() == 401 {
-            state
-                .metrics
-                .signature_failures
-                .get_or_create(&CodeLabel {
-                    code: code.as_str().to_owned(),
-                })
-                .inc();
-        }
+    if let Some(code) = resp.extensions().get::<ErrorCode>()
+        && code.status() == 401
+    {
+        state
+            .metrics
+            .signature_failures
+            .get_or_create(&CodeLabel {
+                code: code.as_str().to_owned(),
+            })
+            .inc();
     }
     state
         .metrics

@@ -28,10 +28,10 @@ impl LocalNets {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some((at, nets)) = cache.as_ref() {
-            if at.elapsed() < REFRESH {
-                return nets.clone();
-            }
+        if let Some((at, nets)) = cache.as_ref()
+            && at.elapsed() < REFRESH
+        {
+            return nets.clone();
         }
         let nets = Arc::new(enumerate());
         *cache = Some((Instant::now(), nets.clone()));

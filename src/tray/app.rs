@@ -1,0 +1,268 @@
+//! The UI thread: tao's event loop owns the main thread (AppKit requires it
+//! on macOS; on Linux it is the GTK main loop that tray-icon needs), the
+//! tray icon and menu live here, and everything else arrives as a
+//! [`UserEvent`] through the loop's proxy.
+//!
+//! The UI keeps no agent state of its own beyond the latest [`Snapshot`]
+//! and the start-at-login flag it reads back after each change; every
+//! redraw is `view(state, now)` copied onto the widgets.
+//!
+//! [`Snapshot`]: super::model::Snapshot
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use tao::event::{Event, StartCause};
+use tao::event_loop::{ControlFlow, EventLoopBuilder};
+use tao::platform::run_return::EventLoopExtRunReturn;
+use tokio::sync::mpsc::UnboundedSender;
+use tray_icon::menu::MenuEvent;
+use tray_icon::{TrayIcon, TrayIconBuilder};
+
+use super::host::{Command, Update};
+use super::menu::{Action, TrayMenu};
+use super::model::TrayState;
+use super::view::{self, PauseAction, View};
+use super::{autostart, dialogs, icons, open};
+use crate::agent::enrollment::Enrolled;
+
+/// Everything that reaches the event loop from other threads.
+#[derive(Debug)]
+pub enum UserEvent {
+    Host(Update),
+    Menu(MenuEvent),
+}
+
+/// The UI's state and widgets.
+pub struct Ui {
+    commands: UnboundedSender<Command>,
+    state: TrayState,
+    tray: Option<TrayIcon>,
+    menu: Option<TrayMenu>,
+    shown: Option<View>,
+    log_dir: PathBuf,
+    data_dir: PathBuf,
+    exit: Option<i32>,
+    host_alive: bool,
+}
+
+impl Ui {
+    pub fn new(commands: UnboundedSender<Command>, data_dir: PathBuf, log_dir: PathBuf) -> Ui {
+        let start_at_login = autostart::is_enabled()
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot read the start-at-login setting"))
+            .ok();
+        Ui {
+            commands,
+            state: TrayState {
+                start_at_login,
+                ..Default::default()
+            },
+            tray: None,
+            menu: None,
+            shown: None,
+            log_dir,
+            data_dir,
+            exit: None,
+            host_alive: true,
+        }
+    }
+
+    /// Runs the loop until the host has stopped; returns the exit code.
+    pub fn run(mut self, mut event_loop: tao::event_loop::EventLoop<UserEvent>) -> i32 {
+        event_loop.run_return(|event, _, control_flow| self.handle(event, control_flow))
+    }
+
+    fn handle(&mut self, event: Event<'_, UserEvent>, control_flow: &mut ControlFlow) {
+        match event {
+            // tray-icon wants the loop running before the icon exists (macOS).
+            Event::NewEvents(StartCause::Init) => self.create_tray(),
+            Event::UserEvent(UserEvent::Host(update)) => self.on_update(update),
+            Event::UserEvent(UserEvent::Menu(e)) => {
+                if let Some(action) = TrayMenu::action(&e) {
+                    self.on_action(action);
+                }
+            }
+            _ => {}
+        }
+        let now = SystemTime::now();
+        self.render(now);
+        *control_flow = match (self.exit, view::next_change(&self.state, now)) {
+            (Some(code), _) => ControlFlow::ExitWithCode(code),
+            (None, Some(at)) => {
+                ControlFlow::WaitUntil(Instant::now() + at.duration_since(now).unwrap_or_default())
+            }
+            (None, None) => ControlFlow::Wait,
+        };
+    }
+
+    fn create_tray(&mut self) {
+        let v = view::view(&self.state, SystemTime::now());
+        let menu = match TrayMenu::new(&v) {
+            Ok(m) => m,
+            Err(e) => return self.give_up(&format!("Could not build the tray menu: {e}")),
+        };
+        let mut builder = TrayIconBuilder::new()
+            .with_id("link-peeler")
+            .with_menu(Box::new(menu.menu.clone()))
+            .with_tooltip(&v.tooltip);
+        if let Some(icon) = icons::icon(v.icon) {
+            builder = builder.with_icon(icon);
+        }
+        // libappindicator is loaded at run time and its absence panics inside tray-icon.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build()));
+        match built {
+            Ok(Ok(tray)) => {
+                tracing::info!("tray icon created");
+                self.tray = Some(tray);
+                self.menu = Some(menu);
+                self.shown = Some(v);
+            }
+            Ok(Err(e)) => self.give_up(&format!("Could not create the tray icon: {e}")),
+            Err(_) => self.give_up(
+                "Could not create the tray icon: no AppIndicator library. Install libayatana-appindicator3-1 (or run `link-peeler run --headless`).",
+            ),
+        }
+    }
+
+    /// No tray is possible: say so, then quit like the menu would.
+    fn give_up(&mut self, why: &str) {
+        tracing::error!("{why}");
+        eprintln!("link-peeler: {why}");
+        dialogs::error(dialogs::TITLE_ERROR, why);
+        self.send(Command::Quit);
+    }
+
+    fn on_update(&mut self, update: Update) {
+        match update {
+            Update::Snapshot(s) => self.state.agent = s,
+            Update::Enrolled(Ok(e)) => dialogs::info(dialogs::TITLE_ENROLLED, &enrolled_text(&e)),
+            Update::Enrolled(Err(why)) => dialogs::error(dialogs::TITLE_ENROLL_FAILED, &why),
+            Update::Stopped { ok } => {
+                self.host_alive = false;
+                self.exit = Some(if ok { 0 } else { 1 });
+            }
+        }
+    }
+
+    fn on_action(&mut self, action: Action) {
+        let now = SystemTime::now();
+        let v = view::view(&self.state, now);
+        match action {
+            Action::PauseOrResume if v.pause_enabled => self.send(match v.pause {
+                PauseAction::Pause => Command::Pause,
+                PauseAction::Resume => Command::Resume,
+            }),
+            Action::PauseOrResume => {}
+            Action::Enroll => {
+                let default = self.state.agent.relay_url.clone();
+                if let Some((relay, code)) = dialogs::ask_enrollment(default.as_deref()) {
+                    self.send(Command::Enroll { relay, code });
+                }
+            }
+            Action::OpenLogs => {
+                if let Err(e) = open::folder(&self.log_dir) {
+                    dialogs::error(
+                        dialogs::TITLE_ERROR,
+                        &format!("Could not open {}: {e}", self.log_dir.display()),
+                    );
+                }
+            }
+            Action::ToggleStartAtLogin => {
+                let want = self.state.start_at_login != Some(true);
+                self.state.start_at_login = match autostart::set(want) {
+                    Ok(now_on) => Some(now_on),
+                    Err(e) => {
+                        dialogs::error(
+                            dialogs::TITLE_ERROR,
+                            &format!("Could not change “Start at login”: {e}"),
+                        );
+                        autostart::is_enabled().ok()
+                    }
+                };
+                tracing::info!(start_at_login = ?self.state.start_at_login, "start at login changed");
+                // The check item toggled itself when clicked: re-sync it even if nothing changed.
+                self.shown = None;
+            }
+            Action::About => dialogs::info(dialogs::TITLE_ABOUT, &self.about_text(&v)),
+            Action::Quit => self.send(Command::Quit),
+        }
+    }
+
+    fn send(&mut self, cmd: Command) {
+        if self.commands.send(cmd).is_err() || !self.host_alive {
+            // The host is gone: nothing left to wait for.
+            self.exit.get_or_insert(1);
+        }
+    }
+
+    fn render(&mut self, now: SystemTime) {
+        let v = view::view(&self.state, now);
+        if self.shown.as_ref() == Some(&v) {
+            return;
+        }
+        if let Some(menu) = &mut self.menu {
+            menu.apply(&v);
+        }
+        if let Some(tray) = &self.tray {
+            let old = self.shown.as_ref();
+            if old.is_none_or(|o| o.icon != v.icon)
+                && let Err(e) = tray.set_icon(icons::icon(v.icon))
+            {
+                tracing::warn!(error = %e, "cannot change the tray icon");
+            }
+            if old.is_none_or(|o| o.tooltip != v.tooltip)
+                && let Err(e) = tray.set_tooltip(Some(&v.tooltip))
+            {
+                tracing::warn!(error = %e, "cannot change the tooltip");
+            }
+        }
+        self.shown = Some(v);
+    }
+
+    fn about_text(&self, v: &View) -> String {
+        let mut text = format!(
+            "Link Peeler {}\nResolves tracking links on this computer for your team's relay.\n\nStatus: {}",
+            env!("CARGO_PKG_VERSION"),
+            v.status
+        );
+        if let Some(detail) = &self.state.agent.detail {
+            text.push_str(&format!("\nDetails: {detail}"));
+        }
+        if let Some(relay) = &self.state.agent.relay_url {
+            text.push_str(&format!("\nRelay: {relay}"));
+        }
+        text.push_str(&format!(
+            "\nData and logs: {}\nLogs: {}",
+            self.data_dir.display(),
+            self.log_dir.display()
+        ));
+        text
+    }
+}
+
+fn enrolled_text(e: &Enrolled) -> String {
+    let mut text = format!(
+        "This computer is enrolled as {} with {}.\nLink Peeler will now resolve links for your team.",
+        e.device_id,
+        super::host::display(&e.relay)
+    );
+    if let Some(old) = &e.replaced {
+        text.push_str(&format!(
+            "\n\nIt replaces device {old}; ask your admin to revoke it."
+        ));
+    }
+    text
+}
+
+/// Builds the event loop (with the macOS "no Dock icon" policy).
+pub fn event_loop() -> tao::event_loop::EventLoop<UserEvent> {
+    #[allow(unused_mut)]
+    let mut event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
+    #[cfg(target_os = "macos")]
+    {
+        use tao::platform::macos::{ActivationPolicy, EventLoopExtMacOS};
+        // A menu-bar app: no Dock icon, no app menu (LSUIElement for bundles).
+        event_loop.set_activation_policy(ActivationPolicy::Accessory);
+    }
+    event_loop
+}

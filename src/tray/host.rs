@@ -1,0 +1,566 @@
+//! The agent host: the tray's agent, on its own thread with its own tokio
+//! runtime, driven by commands and reporting [`Snapshot`]s.
+//!
+//! ```text
+//!   UI thread (tao)                         host thread (tokio)
+//!   ───────────────                         ───────────────────
+//!   menu click ── Command (mpsc) ─────────▶ Host: config, credentials,
+//!                                           Runner (same engine as
+//!   redraw ◀──── Update via EventLoopProxy ─ `run --headless`), state.json
+//! ```
+//!
+//! Nothing is shared but the two channels: the host owns the runner and the
+//! state file, the UI owns the widgets. Pause stops the runner the way a
+//! headless stop does — no new polls, in-flight resolutions finish and post
+//! (or park) their results — and Resume starts a fresh runner. The pause is
+//! written to the agent's state file first, so it survives a restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::model::{Phase, Snapshot};
+use crate::agent::activity::{Activity, Connection};
+use crate::agent::client::RelayClient;
+use crate::agent::config::{self, Overrides, Settings};
+use crate::agent::credentials::{self, CredentialError, DeviceCredentials};
+use crate::agent::enrollment::{self, Enrolled};
+use crate::agent::outbox::Outbox;
+use crate::agent::runner::{Exit, Runner, RunnerConfig};
+use crate::agent::state::{self, AgentState};
+use crate::agent::{managed, resolve, shutdown};
+
+/// How often a problem that may fix itself (a keychain locked at login) is retried.
+const PROBLEM_RETRY: Duration = Duration::from_secs(30);
+/// How often today's count is written to the state file while links flow.
+const SAVE_EVERY: Duration = Duration::from_secs(10);
+
+/// What the UI asks of the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Pause,
+    Resume,
+    Enroll { relay: Url, code: String },
+    Quit,
+}
+
+/// What the agent tells the UI.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Snapshot(Snapshot),
+    /// The outcome of an enrollment, as a sentence for a dialog on failure.
+    Enrolled(Result<Enrolled, String>),
+    /// The host is gone; `ok` is false when it died rather than quit.
+    Stopped {
+        ok: bool,
+    },
+}
+
+/// Where and how the host runs its agent.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub data_dir: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub overrides: Overrides,
+    /// For "links today" on the user's calendar (read once at start-up).
+    pub local_offset: time::UtcOffset,
+}
+
+/// The running host.
+pub struct HostHandle {
+    pub commands: mpsc::UnboundedSender<Command>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HostHandle {
+    /// Waits for the host thread (after it reported `Stopped`).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts the host thread. `sink` is called on that thread for every update.
+pub fn spawn(
+    cfg: HostConfig,
+    sink: impl Fn(Update) + Send + 'static,
+) -> std::io::Result<HostHandle> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name("link-peeler-host".into())
+        .spawn(move || {
+            // Whatever happens below, the UI hears that the host is gone.
+            let guard = StoppedOnDrop(Some(Box::new(sink)));
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("link-peeler-agent")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the agent runtime");
+                    return;
+                }
+            };
+            let ok = runtime.block_on(Host::new(cfg, &guard, rx).run());
+            // Do not wait for blocking threads (e.g. a keychain call) on the way out.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            guard.finish(ok);
+        })?;
+    Ok(HostHandle {
+        commands: tx,
+        thread,
+    })
+}
+
+type Sink = Box<dyn Fn(Update) + Send>;
+
+struct StoppedOnDrop(Option<Sink>);
+
+impl StoppedOnDrop {
+    fn send(&self, u: Update) {
+        if let Some(s) = &self.0 {
+            s(u);
+        }
+    }
+
+    fn finish(mut self, ok: bool) {
+        if let Some(s) = self.0.take() {
+            s(Update::Stopped { ok });
+        }
+    }
+}
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s(Update::Stopped { ok: false });
+        }
+    }
+}
+
+/// How one `step` ended.
+enum Next {
+    /// Look at config and credentials again and carry on.
+    Again,
+    Quit,
+}
+
+struct Host<'a> {
+    cfg: HostConfig,
+    sink: &'a StoppedOnDrop,
+    commands: mpsc::UnboundedReceiver<Command>,
+    signals: CancellationToken,
+    state: AgentState,
+    state_dirty: bool,
+    snapshot: Snapshot,
+    shown: Option<Snapshot>,
+}
+
+impl<'a> Host<'a> {
+    fn new(
+        cfg: HostConfig,
+        sink: &'a StoppedOnDrop,
+        commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Self {
+        let state = state::load(&cfg.data_dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, file = %state::path(&cfg.data_dir).display(), "state file unreadable; starting unpaused");
+            AgentState::default()
+        });
+        Host {
+            cfg,
+            sink,
+            commands,
+            signals: CancellationToken::new(),
+            state,
+            state_dirty: false,
+            snapshot: Snapshot::default(),
+            shown: None,
+        }
+    }
+
+    /// Runs until Quit (or a signal); true when it stopped cleanly.
+    async fn run(mut self) -> bool {
+        // SIGTERM/Ctrl-C quit like the menu's Quit; a second signal exits at once.
+        if let Err(e) = shutdown::install(self.signals.clone()) {
+            tracing::warn!(error = %e, "cannot listen for signals");
+        }
+        self.refresh_today();
+        while let Next::Again = self.step().await {}
+        self.save_state();
+        tracing::info!("tray agent stopped");
+        true
+    }
+
+    /// One round: read config and credentials, then run, wait or ask.
+    async fn step(&mut self) -> Next {
+        self.set_phase(Phase::Starting);
+        let (settings, managed) =
+            match config::load(self.cfg.config_file.as_deref(), &self.cfg.overrides) {
+                Ok(l) => (l.settings, l.managed),
+                Err(e) => {
+                    return self
+                        .problem("the config file has an error", &e.to_string(), true)
+                        .await;
+                }
+            };
+        let creds = match tokio::task::spawn_blocking(|| credentials::load(None)).await {
+            Ok(Ok((creds, _source))) => creds,
+            Ok(Err(CredentialError::NotEnrolled)) if managed.can_enroll() => {
+                return self.enroll_managed(&managed).await;
+            }
+            Ok(Err(CredentialError::NotEnrolled)) => {
+                self.snapshot.relay_url = settings.relay.as_ref().map(Url::to_string);
+                self.snapshot.relay = settings.relay.as_ref().map(display);
+                return self.wait(Phase::NotEnrolled, None).await;
+            }
+            Ok(Err(e)) => {
+                let summary = credential_summary(&e);
+                return self.problem(summary, &e.to_string(), true).await;
+            }
+            Err(e) => return self.problem("internal error", &e.to_string(), true).await,
+        };
+        let relay = match settings
+            .relay
+            .clone()
+            .map(Ok)
+            .or_else(|| creds.relay.as_deref().map(config::relay_url))
+        {
+            Some(Ok(u)) => u,
+            Some(Err(e)) => {
+                return self
+                    .problem("the relay address is not valid", &e.to_string(), false)
+                    .await;
+            }
+            None => {
+                return self
+                    .problem(
+                        "no relay address is configured",
+                        "set `relay` in config.toml or enroll again",
+                        false,
+                    )
+                    .await;
+            }
+        };
+        self.snapshot.relay = Some(display(&relay));
+        self.snapshot.relay_url = Some(relay.to_string());
+        if self.state.paused {
+            return self.wait(Phase::Paused, None).await;
+        }
+        self.run_agent(creds, relay, settings).await
+    }
+
+    /// Enrolls from the admin's managed relay URL + code (issue 6, `agent::managed`):
+    /// at most once per (relay, code), retrying only while the relay is unreachable,
+    /// and still answering the menu meanwhile.
+    async fn enroll_managed(&mut self, managed: &managed::Managed) -> Next {
+        let stop = self.signals.child_token();
+        let data_dir = self.cfg.data_dir.clone();
+        let enroll = managed::enroll_if_needed(managed, &data_dir, None, &stop);
+        tokio::pin!(enroll);
+        let outcome = loop {
+            tokio::select! {
+                r = &mut enroll => break r,
+                cmd = self.commands.recv() => match cmd.unwrap_or(Command::Quit) {
+                    Command::Pause => self.set_paused(true),
+                    Command::Resume => self.set_paused(false),
+                    Command::Enroll { relay, code } => {
+                        stop.cancel();
+                        self.enroll(relay, code).await;
+                        return Next::Again;
+                    }
+                    Command::Quit => {
+                        stop.cancel();
+                        return Next::Quit;
+                    }
+                },
+            }
+        };
+        match outcome {
+            Ok(managed::AutoEnroll::Stopped) => Next::Quit,
+            Ok(managed::AutoEnroll::Enrolled { device_id }) => {
+                tracing::info!(device = %device_id, "enrolled from the managed configuration");
+                Next::Again
+            }
+            Ok(_) => self.wait(Phase::NotEnrolled, None).await,
+            Err(e) => {
+                self.problem(
+                    "the enrollment set up by your administrator did not work",
+                    &e.to_string(),
+                    false,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Shows `phase` and waits for a command (or `retry`).
+    async fn wait(&mut self, phase: Phase, retry: Option<Duration>) -> Next {
+        self.set_phase(phase);
+        let sleep = tokio::time::sleep(retry.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(sleep);
+        loop {
+            let cmd = tokio::select! {
+                cmd = self.commands.recv() => cmd.unwrap_or(Command::Quit),
+                _ = self.signals.cancelled() => Command::Quit,
+                _ = &mut sleep, if retry.is_some() => return Next::Again,
+            };
+            match cmd {
+                Command::Pause => self.set_paused(true),
+                Command::Resume => {
+                    self.set_paused(false);
+                    return Next::Again;
+                }
+                Command::Enroll { relay, code } => {
+                    self.enroll(relay, code).await;
+                    return Next::Again;
+                }
+                Command::Quit => return Next::Quit,
+            }
+        }
+    }
+
+    async fn problem(&mut self, summary: &str, detail: &str, may_fix_itself: bool) -> Next {
+        tracing::error!(problem = summary, detail, "the tray agent cannot run");
+        self.snapshot.detail = Some(detail.to_owned());
+        let next = self
+            .wait(
+                Phase::Problem {
+                    summary: summary.to_owned(),
+                },
+                may_fix_itself.then_some(PROBLEM_RETRY),
+            )
+            .await;
+        self.snapshot.detail = None;
+        next
+    }
+
+    /// Runs the agent engine until it is paused, quit, or loses its sign-in.
+    async fn run_agent(
+        &mut self,
+        creds: DeviceCredentials,
+        relay: Url,
+        settings: Settings,
+    ) -> Next {
+        let started = (|| {
+            let resolver = resolve::build(settings.user_agent.as_deref(), &settings.allow_networks)
+                .map_err(|e| format!("cannot set up the resolver: {e}"))?;
+            let outbox = Outbox::in_data_dir(&self.cfg.data_dir)
+                .map_err(|e| format!("cannot open the outbox: {e}"))?;
+            let client = RelayClient::new(relay.clone(), Some(creds.signer()))
+                .map_err(|e| format!("cannot set up the relay client: {e:#}"))?;
+            Ok::<_, String>((resolver, outbox, client))
+        })();
+        let (resolver, outbox, client) = match started {
+            Ok(parts) => parts,
+            Err(detail) => return self.problem("the agent cannot start", &detail, false).await,
+        };
+        let stop = CancellationToken::new();
+        let runner = Runner::new(
+            Arc::new(client),
+            resolver,
+            outbox,
+            RunnerConfig {
+                capacity: settings.capacity,
+                poll_wait_seconds: settings.poll_wait_seconds,
+                ..Default::default()
+            },
+            stop.clone(),
+        );
+        tracing::info!(device = %creds.device_id, relay = %relay, "tray agent running");
+        let mut activity = runner.activity();
+        let mut delivered = 0;
+        let mut stopping: Option<Phase> = None;
+        let mut enroll_after: Option<(Url, String)> = None;
+        let mut save_tick = tokio::time::interval(SAVE_EVERY);
+        self.set_phase(Phase::Connecting);
+        let run = runner.run();
+        tokio::pin!(run);
+        let exit = loop {
+            tokio::select! {
+                exit = &mut run => break exit,
+                changed = activity.changed() => if changed.is_ok() {
+                    let a = activity.borrow_and_update().clone();
+                    self.absorb(&a, &mut delivered, stopping.as_ref());
+                },
+                cmd = self.commands.recv() => match cmd.unwrap_or(Command::Quit) {
+                    Command::Pause => {
+                        self.set_paused(true);
+                        if stopping.is_none() {
+                            tracing::info!("pausing: no new polls; in-flight resolutions finish");
+                            stop.cancel();
+                            stopping = Some(Phase::Pausing);
+                            self.set_phase(Phase::Pausing);
+                        }
+                    }
+                    // Takes effect when the drain ends: the next step starts a new runner.
+                    Command::Resume => self.set_paused(false),
+                    Command::Enroll { relay, code } => {
+                        enroll_after = Some((relay, code));
+                        stop.cancel();
+                        stopping.get_or_insert(Phase::Pausing);
+                    }
+                    Command::Quit => {
+                        stop.cancel();
+                        stopping = Some(Phase::Quitting);
+                        self.set_phase(Phase::Quitting);
+                    }
+                },
+                _ = self.signals.cancelled(), if stopping != Some(Phase::Quitting) => {
+                    stop.cancel();
+                    stopping = Some(Phase::Quitting);
+                    self.set_phase(Phase::Quitting);
+                }
+                _ = save_tick.tick() => {
+                    self.refresh_today();
+                    self.save_state();
+                }
+            }
+        };
+        let last = activity.borrow().clone();
+        self.absorb(&last, &mut delivered, stopping.as_ref());
+        self.snapshot.in_flight = 0;
+        self.save_state();
+        tracing::info!(?exit, "tray agent's runner stopped");
+        if stopping == Some(Phase::Quitting) {
+            return Next::Quit;
+        }
+        if let Some((relay, code)) = enroll_after {
+            self.enroll(relay, code).await;
+            return Next::Again;
+        }
+        match exit {
+            Exit::SignInRequired { .. } => self.wait(Phase::SignInRequired, None).await,
+            Exit::Stopped { .. } => Next::Again,
+        }
+    }
+
+    /// Folds a runner snapshot into ours.
+    fn absorb(&mut self, a: &Activity, delivered: &mut u64, stopping: Option<&Phase>) {
+        if a.delivered > *delivered {
+            let day = self.today();
+            self.state.links.add(&day, a.delivered - *delivered);
+            self.state_dirty = true;
+            *delivered = a.delivered;
+            self.snapshot.links_today = self.state.links.on(&day);
+        }
+        self.snapshot.in_flight = a.in_flight;
+        self.snapshot.phase = match (stopping, &a.connection) {
+            (Some(p), _) => p.clone(),
+            (None, Connection::Connecting) => Phase::Connecting,
+            (None, Connection::Online) => Phase::Online,
+            (None, Connection::Retrying { retry_at, .. }) => Phase::Retrying {
+                retry_at: *retry_at,
+            },
+            (None, Connection::SignInRequired { .. }) => Phase::SignInRequired,
+        };
+        self.publish();
+    }
+
+    async fn enroll(&mut self, relay: Url, code: String) {
+        self.snapshot.relay = Some(display(&relay));
+        self.snapshot.relay_url = Some(relay.to_string());
+        self.set_phase(Phase::Enrolling);
+        tracing::info!(relay = %relay, "enrolling from the tray");
+        let result = enrollment::enroll(relay, &code, None, None).await;
+        match &result {
+            Ok(e) => {
+                tracing::info!(device = %e.device_id, "enrolled");
+                // Enrolling is a clear "start working": it ends an old pause.
+                self.set_paused(false);
+            }
+            Err(e) => tracing::warn!(error = %e, "enrollment failed"),
+        }
+        self.sink
+            .send(Update::Enrolled(result.map_err(|e| e.to_string())));
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if self.state.paused != paused {
+            self.state.paused = paused;
+            self.state_dirty = true;
+            self.save_state();
+        }
+    }
+
+    fn save_state(&mut self) {
+        if !self.state_dirty {
+            return;
+        }
+        match state::save(&self.cfg.data_dir, &self.state) {
+            Ok(()) => self.state_dirty = false,
+            Err(e) => tracing::error!(error = %e, "cannot write the state file"),
+        }
+    }
+
+    fn today(&self) -> String {
+        let d = time::OffsetDateTime::now_utc()
+            .to_offset(self.cfg.local_offset)
+            .date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    }
+
+    /// Starts a new day's count at midnight even when no link arrives.
+    fn refresh_today(&mut self) {
+        self.snapshot.links_today = self.state.links.on(&self.today());
+        self.publish();
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        self.snapshot.phase = phase;
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        if self.shown.as_ref() != Some(&self.snapshot) {
+            self.shown = Some(self.snapshot.clone());
+            self.sink.send(Update::Snapshot(self.snapshot.clone()));
+        }
+    }
+}
+
+/// `relay.example.com`, or `127.0.0.1:8787` when the port is not the scheme's default.
+pub fn display(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("relay");
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    }
+}
+
+/// A few words for the status line; the full message goes to the log and About.
+fn credential_summary(e: &CredentialError) -> &'static str {
+    match e {
+        CredentialError::NoKeychain { .. } => "no keychain is reachable",
+        CredentialError::Locked { .. } => "the keychain is locked",
+        CredentialError::Timeout => "the keychain does not answer",
+        CredentialError::Corrupt(_) => "the stored credentials are unreadable",
+        CredentialError::PartialEnv { .. } => "device credentials are half set",
+        CredentialError::NotEnrolled => "not enrolled",
+        CredentialError::Other(_) => "keychain error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_display_keeps_only_a_non_default_port() {
+        let u = |s| config::relay_url(s).unwrap();
+        assert_eq!(
+            display(&u("https://relay.example.com/lp")),
+            "relay.example.com"
+        );
+        assert_eq!(
+            display(&u("https://relay.example.com:8443")),
+            "relay.example.com:8443"
+        );
+        assert_eq!(display(&u("http://127.0.0.1:8787")), "127.0.0.1:8787");
+        assert_eq!(display(&u("http://[::1]:9")), "[::1]:9");
+    }
+}

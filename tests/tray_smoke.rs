@@ -1,0 +1,305 @@
+//! GUI smoke test of the tray app on a real (virtual) Linux desktop.
+//!
+//! Xvfb, a StatusNotifier watcher and an SNI tray bar stand in for a panel;
+//! a live relay and the loopback redirect lab stand in for the team. The
+//! test drives the app the way a person and their panel do: it reads the
+//! menu over `com.canonical.dbusmenu` (`GetLayout`), clicks items with
+//! `Event(id, "clicked")`, types into the native enrollment dialog with
+//! xdotool, and opens the menu with a mouse click to take a screenshot.
+//!
+//! It needs the session D-Bus with a Secret Service that scripts/test
+//! provides. Under CI (`CI=true`) or with `LINK_PEELER_REQUIRE_TRAY=1`, a
+//! missing tool or bus is a failure, never a silent skip.
+//!
+//! Screenshots land in `target/tmp/tray-smoke/`; set
+//! `LINK_PEELER_SCREENSHOTS=docs` to refresh the ones the docs show.
+#![cfg(all(feature = "tray", target_os = "linux"))]
+
+mod agent_support;
+mod tray_support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_support::*;
+use link_peeler::demo::lab::Lab;
+use link_peeler::protocol::JobStatus;
+use link_peeler::tray::dialogs::{TITLE_ALREADY_RUNNING, TITLE_ENROLL, TITLE_ENROLLED};
+use link_peeler::tray::view::{ENROLL, PAUSE, QUIT, RESUME, START_AT_LOGIN};
+use tray_support::*;
+
+const POLL_ROUTE: &str = "/api/agent/poll";
+
+/// Long polls of 2 s, so "polling stopped" shows within seconds.
+const CONFIG: &str = "poll_wait_seconds = 2\nallow_networks = [\"127.0.0.0/8\"]\n";
+
+fn desktop_available() -> bool {
+    let mut missing = missing_tools();
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        missing.push("a session D-Bus (run the suite with scripts/test)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+        || std::env::var("LINK_PEELER_REQUIRE_TRAY").is_ok_and(|v| v == "1");
+    let msg = format!("tray smoke test cannot run: missing {}", missing.join(", "));
+    assert!(!required, "{msg} (.ci/run installs them)");
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+/// Where this run's screenshots go, and where to copy them when asked.
+fn shots() -> (PathBuf, Option<PathBuf>) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tray-smoke");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let publish = std::env::var_os("LINK_PEELER_SCREENSHOTS")
+        .filter(|v| !v.is_empty())
+        .map(|d| Path::new(env!("CARGO_MANIFEST_DIR")).join(d));
+    (dir, publish)
+}
+
+async fn screenshot(desktop: &Desktop, name: &str, geometry: &str) {
+    let (dir, publish) = shots();
+    let path = dir.join(name);
+    desktop.screenshot(&path, geometry).await;
+    eprintln!("screenshot: {}", path.display());
+    if let Some(to) = publish {
+        std::fs::copy(&path, to.join(name)).expect("publish screenshot");
+    }
+}
+
+/// The tray app's isolated world: config, data, keychain profile, HOME.
+struct TrayHome {
+    agent: AgentHome,
+    home: PathBuf,
+    runtime: PathBuf,
+}
+
+impl TrayHome {
+    fn new(root: &Path) -> TrayHome {
+        let agent = AgentHome::new(root, "tray");
+        let home = agent.dir.join("home");
+        let runtime = agent.dir.join("runtime");
+        for d in [&home, &runtime] {
+            std::fs::create_dir_all(d).expect("dir");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod runtime dir");
+        }
+        agent.write_config(CONFIG);
+        TrayHome {
+            agent,
+            home,
+            runtime,
+        }
+    }
+
+    /// `link-peeler` (no subcommand) on `display`, with its own HOME: GTK writes there.
+    fn launch(&self, display: &str, log: &str) -> Proc {
+        let mut cmd = self.agent.command(&[]);
+        cmd.env("DISPLAY", display)
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("LINK_PEELER_LOG", "info,link_peeler=debug")
+            .env("GDK_BACKEND", "x11")
+            // GTK must not look for an accessibility bus we do not run.
+            .env("NO_AT_BRIDGE", "1");
+        let err = std::fs::File::create(self.agent.dir.join(log)).expect("tray log");
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn link-peeler");
+        Proc {
+            child: Some(child),
+            name: "link-peeler (tray)".into(),
+        }
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.agent.dir.join(name)).unwrap_or_default()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(self.agent.data_dir().join("state.json")).expect("state.json");
+        serde_json::from_str(&text).expect("state json")
+    }
+
+    fn autostart_entry(&self) -> PathBuf {
+        self.home.join(".config/autostart/link-peeler.desktop")
+    }
+}
+
+/// The pixels of the icon the item shows now (libappindicator exports a PNG path).
+async fn shown_icon(item: &TrayItem) -> Option<Vec<u8>> {
+    let v = item.property("IconName").await?;
+    let path: String = v.try_into().ok()?;
+    let bytes = std::fs::read(&path).ok()?;
+    let mut d = png::Decoder::new(std::io::Cursor::new(bytes));
+    d.set_transformations(png::Transformations::EXPAND | png::Transformations::ALPHA);
+    let mut r = d.read_info().ok()?;
+    let mut buf = vec![0; r.output_buffer_size()?];
+    let info = r.next_frame(&mut buf).ok()?;
+    buf.truncate(info.buffer_size());
+    Some(buf)
+}
+
+async fn wait_icon(item: &TrayItem, kind: link_peeler::tray::view::IconKind) {
+    let want = link_peeler::tray::icons::rgba(kind)
+        .expect("embedded icon")
+        .pixels;
+    wait_for(&format!("the {kind:?} icon"), || async {
+        (shown_icon(item).await.as_ref() == Some(&want)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
+    use link_peeler::tray::view::IconKind;
+
+    if !desktop_available() || !keychain_or_skip("tray smoke test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let desktop = Desktop::start(tmp.path()).await;
+    let relay = Relay::start(tmp.path(), None).await;
+    let lab = Lab::start().await.unwrap();
+    let api = api_client(&relay);
+    let th = TrayHome::new(tmp.path());
+    let code = enrollment_code(&relay);
+
+    // 1. First start: not enrolled; the icon asks for attention.
+    let mut app = th.launch(&desktop.display, "tray-1.log");
+    let item = desktop.wait_for_item().await;
+    item.wait_status("“not enrolled”", |s| s.starts_with("Not enrolled"))
+        .await;
+    wait_icon(&item, IconKind::Attention).await;
+    assert!(!item.entry(PAUSE).await.enabled, "nothing to pause yet");
+
+    // 2. Enroll from the menu with the link an admin would send.
+    item.click(ENROLL).await;
+    let link = format!(
+        "link-peeler://enroll?relay={}&code={code}",
+        url::form_urlencoded::byte_serialize(relay.url().as_bytes()).collect::<String>()
+    );
+    desktop.type_into(TITLE_ENROLL, &link).await;
+    screenshot(&desktop, "tray-enroll-dialog.png", "560x200+0+0").await;
+    desktop.key(TITLE_ENROLL, "Return").await;
+    desktop.window(TITLE_ENROLLED).await;
+    screenshot(&desktop, "tray-enrolled.png", "560x200+0+0").await;
+    desktop.key(TITLE_ENROLLED, "Return").await;
+    desktop.wait_window_gone(TITLE_ENROLLED).await;
+    let connected = format!("Connected to {} · ", relay.addr);
+    let status = item
+        .wait_status("connected", |s| s.starts_with(&connected))
+        .await;
+    assert_eq!(status, format!("{connected}0 links today"));
+    assert!(
+        item.menu().await.iter().all(|e| e.label != ENROLL),
+        "enrolled: no enroll item"
+    );
+    wait_icon(&item, IconKind::Idle).await;
+
+    // 3. A real job comes back resolved, and the count moves.
+    let job = api
+        .submit("tray-1", &lab.url("/ad/click?id=3"), None)
+        .await
+        .unwrap();
+    let job = api
+        .wait_finished(&job.job_id, Duration::from_millis(100), PATIENCE)
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Done, "{job:?}");
+    item.wait_status("one link today", |s| {
+        s == format!("{connected}1 link today")
+    })
+    .await;
+
+    // 4. The open menu, as a person sees it (right click on the bar's icon).
+    desktop.open_tray_menu().await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the menu map before the picture
+    screenshot(&desktop, "tray-menu.png", "400x230+0+0").await;
+    desktop.xdotool(&["key", "Escape"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 5. Pause: polling stops, the icon and the state file say so.
+    item.click(PAUSE).await;
+    item.wait_status("paused", |s| s == "Paused · 1 link today")
+        .await;
+    wait_icon(&item, IconKind::Paused).await;
+    assert_eq!(th.state()["paused"], true);
+    let relay_url = relay.url();
+    let polls = wait_until_still("polling after Pause", Duration::from_secs(5), || {
+        relay_requests(&relay_url, POLL_ROUTE)
+    })
+    .await;
+
+    // 6. A second launch does not start a second agent; it says so.
+    let mut second = th.launch(&desktop.display, "tray-2.log");
+    desktop.window(TITLE_ALREADY_RUNNING).await;
+    desktop.key(TITLE_ALREADY_RUNNING, "Return").await;
+    assert_eq!(second.wait_exit().await, Some(1));
+    assert!(th.log("tray-2.log").contains("already running"));
+
+    // 7. Start at login: the check mark follows the real autostart entry.
+    assert_eq!(item.entry(START_AT_LOGIN).await.checked, Some(false));
+    item.click(START_AT_LOGIN).await;
+    wait_for("the autostart entry", || async {
+        th.autostart_entry().exists().then_some(())
+    })
+    .await;
+    wait_for("the check mark", || async {
+        (item.entry(START_AT_LOGIN).await.checked == Some(true)).then_some(())
+    })
+    .await;
+    let entry = std::fs::read_to_string(th.autostart_entry()).unwrap();
+    assert!(entry.contains("Exec=\""), "{entry}");
+    item.click(START_AT_LOGIN).await;
+    wait_for("the check mark to clear", || async {
+        (item.entry(START_AT_LOGIN).await.checked == Some(false)).then_some(())
+    })
+    .await;
+    assert!(!th.autostart_entry().exists());
+
+    // 8. Quit while paused: exit 0, the item goes away.
+    item.click(QUIT).await;
+    assert_eq!(app.wait_exit().await, Some(0), "{}", th.log("tray-1.log"));
+    desktop.wait_for_no_item().await;
+
+    // 9. The pause survived the restart: still no polling.
+    let mut app = th.launch(&desktop.display, "tray-3.log");
+    let item = desktop.wait_for_item().await;
+    item.wait_status("paused after restart", |s| s == "Paused · 1 link today")
+        .await;
+    wait_icon(&item, IconKind::Paused).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(relay_requests(&relay.url(), POLL_ROUTE).await, polls);
+
+    // 10. Resume: polling starts again.
+    item.click(RESUME).await;
+    item.wait_status("connected again", |s| s.starts_with(&connected))
+        .await;
+    wait_for("polls after Resume", || async {
+        (relay_requests(&relay.url(), POLL_ROUTE).await > polls).then_some(())
+    })
+    .await;
+    assert_eq!(th.state()["paused"], false);
+
+    // 11. Quit: graceful, exit 0.
+    item.click(QUIT).await;
+    assert_eq!(app.wait_exit().await, Some(0), "{}", th.log("tray-3.log"));
+    desktop.wait_for_no_item().await;
+    let logs = th.agent.logs();
+    assert!(logs.contains("tray agent running"), "{logs}");
+}
