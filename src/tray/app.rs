@@ -44,6 +44,8 @@ pub struct Ui {
     data_dir: PathBuf,
     exit: Option<i32>,
     host_alive: bool,
+    /// No tray could be shown: quit, and exit non-zero.
+    failed: bool,
 }
 
 impl Ui {
@@ -64,6 +66,7 @@ impl Ui {
             data_dir,
             exit: None,
             host_alive: true,
+            failed: false,
         }
     }
 
@@ -129,6 +132,7 @@ impl Ui {
         tracing::error!("{why}");
         eprintln!("link-peeler: {why}");
         dialogs::error(dialogs::TITLE_ERROR, why);
+        self.failed = true;
         self.send(Command::Quit);
     }
 
@@ -139,7 +143,7 @@ impl Ui {
             Update::Enrolled(Err(why)) => dialogs::error(dialogs::TITLE_ENROLL_FAILED, &why),
             Update::Stopped { ok } => {
                 self.host_alive = false;
-                self.exit = Some(if ok { 0 } else { 1 });
+                self.exit = Some(if ok && !self.failed { 0 } else { 1 });
             }
         }
     }
