@@ -265,6 +265,11 @@ fn bad_flags_and_bad_databases_fail_clearly() {
         ],
         &["serve", "--listen", "not-an-address"],
         &["serve", "--lease-seconds", "0"],
+        &["serve", "--retention-days", "0"],
+        &["dev", "--listen", "nowhere"],
+        &["bench", "--seconds", "0"],
+        &["bench", "--concurrency", "0"],
+        &["bench", "--pickups", "many"],
         &["frobnicate"],
     ] {
         let out = relay_cmd(&db, args);
