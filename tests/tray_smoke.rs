@@ -303,3 +303,69 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
     let logs = th.agent.logs();
     assert!(logs.contains("tray agent running"), "{logs}");
 }
+
+/// Issue 6 in the tray: with a relay URL and code in the managed config, the
+/// app enrolls itself with no click, never offers "Enroll this computer…",
+/// and says which settings the organization manages on a line of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tray_app_enrolls_itself_from_managed_config_and_shows_what_is_managed() {
+    use link_peeler::tray::view::IconKind;
+
+    if !desktop_available() || !keychain_or_skip("tray managed-config test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let desktop = Desktop::start(tmp.path()).await;
+    let relay = Relay::start(tmp.path(), None).await;
+    let th = TrayHome::new(tmp.path());
+    let code = enrollment_code(&relay);
+    // AgentHome points LINK_PEELER_MANAGED_CONFIG at this file.
+    std::fs::write(
+        th.agent.dir.join("managed.toml"),
+        format!(
+            "relay = \"{}\"\nenrollment_code = \"{code}\"\n",
+            relay.url()
+        ),
+    )
+    .expect("write managed config");
+
+    let mut app = th.launch(&desktop.display, "tray-managed.log");
+    let item = desktop.wait_for_item().await;
+    let connected = format!("Connected to {} · ", relay.addr);
+    item.wait_status("connected without a click", |s| s.starts_with(&connected))
+        .await;
+    wait_icon(&item, IconKind::Idle).await;
+    let menu = item.menu().await;
+    let labels: Vec<&str> = menu
+        .iter()
+        .filter(|e| !e.separator && e.visible)
+        .map(|e| e.label.as_str())
+        .collect();
+    assert_eq!(
+        labels.get(1).copied(),
+        Some("Managed by your organization: relay, enrollment code"),
+        "{labels:?}"
+    );
+    assert!(
+        !menu[1].enabled,
+        "the managed line is information, not a button"
+    );
+    assert!(!labels.contains(&ENROLL), "{labels:?}");
+    assert!(item.entry(PAUSE).await.enabled);
+
+    item.click(QUIT).await;
+    assert_eq!(
+        app.wait_exit().await,
+        Some(0),
+        "{}",
+        th.log("tray-managed.log")
+    );
+    desktop.wait_for_no_item().await;
+    assert!(
+        th.agent
+            .logs()
+            .contains("enrolled from the managed configuration"),
+        "{}",
+        th.agent.logs()
+    );
+}

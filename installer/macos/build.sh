@@ -78,11 +78,7 @@ chmod 755 "$contents/MacOS/link-peeler"
 sed "s/__VERSION__/$version/g" "$here/Info.plist" >"$contents/Info.plist"
 printf 'APPL????' >"$contents/PkgInfo"
 icns="$root/assets/icons/app/link-peeler.icns"
-if [ ! -f "$icns" ]; then
-  say "assets/icons/app/link-peeler.icns is missing: using a PLACEHOLDER icon (installer/placeholder-icons.py)"
-  python3 "$root/installer/placeholder-icons.py" "$out/placeholder-icons" >/dev/null
-  icns="$out/placeholder-icons/link-peeler.icns"
-fi
+[ -f "$icns" ] || { say "missing $icns (render it with assets/render.sh)"; exit 1; }
 cp "$icns" "$contents/Resources/link-peeler.icns"
 cp "$here/$bundle_id.plist" "$payload/Library/LaunchAgents/$bundle_id.plist"
 chmod 644 "$payload/Library/LaunchAgents/$bundle_id.plist"

@@ -75,13 +75,9 @@ if [ -z "$exe" ]; then
 fi
 [ -f "$exe" ] || { say "no exe at $exe"; exit 1; }
 
-# Icon: the tray's rendered app icon, or a labelled placeholder.
+# Icon: the app icon rendered by assets/render.sh (committed).
 icon="$root/assets/icons/app/link-peeler.ico"
-if [ ! -f "$icon" ]; then
-  say "assets/icons/app/link-peeler.ico is missing: using a PLACEHOLDER icon (installer/placeholder-icons.py)"
-  python3 "$root/installer/placeholder-icons.py" "$stage/icons" >/dev/null
-  icon="$stage/icons/link-peeler.ico"
-fi
+[ -f "$icon" ] || { say "missing $icon (render it with assets/render.sh)"; exit 1; }
 
 # wixl resolves sources relative to the working directory: stage everything.
 cp "$here/link-peeler.wxs" "$stage/"

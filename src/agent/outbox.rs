@@ -17,7 +17,7 @@
 //!
 //! All calls are blocking file I/O; async callers use `spawn_blocking`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -183,7 +183,7 @@ fn file_stem(task_id: &str) -> String {
 fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
-        File::open(dir)?.sync_all()
+        fs::File::open(dir)?.sync_all()
     }
     #[cfg(not(unix))]
     {

@@ -235,6 +235,9 @@ impl Ui {
         if let Some(relay) = &self.state.agent.relay_url {
             text.push_str(&format!("\nRelay: {relay}"));
         }
+        if let Some(managed) = &v.managed {
+            text.push_str(&format!("\n{managed}"));
+        }
         text.push_str(&format!(
             "\nData and logs: {}\nLogs: {}",
             self.data_dir.display(),

@@ -208,6 +208,7 @@ impl<'a> Host<'a> {
                         .await;
                 }
             };
+        self.snapshot.managed = managed.keys();
         let creds = match tokio::task::spawn_blocking(|| credentials::load(None)).await {
             Ok(Ok((creds, _source))) => creds,
             Ok(Err(CredentialError::NotEnrolled)) if managed.can_enroll() => {

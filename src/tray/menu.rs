@@ -2,7 +2,8 @@
 //!
 //! All decisions live in the pure [`view`](super::view) function; this file
 //! only sets texts, enabled flags and the check mark, and inserts or removes
-//! "Enroll this computer…" (menus cannot hide an item on every platform).
+//! the "Managed by your organization" line and "Enroll this computer…"
+//! (menus cannot hide an item on every platform).
 //! Widgets are updated in place, so an open menu changes live.
 
 use tray_icon::menu::{
@@ -31,19 +32,24 @@ const IDS: [(&str, Action); 6] = [
     ("quit", Action::Quit),
 ];
 
-/// Where "Enroll this computer…" goes: after status, separator, Pause.
+/// Where the "Managed by your organization" line goes: right under the status line.
+const MANAGED_POSITION: usize = 1;
+/// Where "Enroll this computer…" goes: after status, separator, Pause
+/// (one further down while the managed line is shown).
 const ENROLL_POSITION: usize = 3;
 
 /// The menu and handles to its items.
 pub struct TrayMenu {
     pub menu: Menu,
     status: MenuItem,
+    managed: MenuItem,
     pause: MenuItem,
     enroll: MenuItem,
     logs: MenuItem,
     start_at_login: CheckMenuItem,
     about: MenuItem,
     quit: MenuItem,
+    managed_shown: bool,
     enroll_shown: bool,
 }
 
@@ -51,6 +57,7 @@ impl TrayMenu {
     /// Builds the menu for `first`.
     pub fn new(first: &View) -> tray_icon::menu::Result<TrayMenu> {
         let status = MenuItem::with_id("status", &first.status, false, None);
+        let managed = MenuItem::with_id("managed", "", false, None);
         let pause = MenuItem::with_id("pause", first.pause.label(), first.pause_enabled, None);
         let enroll = MenuItem::with_id("enroll", view::ENROLL, true, None);
         let logs = MenuItem::with_id("logs", view::OPEN_LOGS, true, None);
@@ -79,12 +86,14 @@ impl TrayMenu {
         let mut m = TrayMenu {
             menu,
             status,
+            managed,
             pause,
             enroll,
             logs,
             start_at_login,
             about,
             quit,
+            managed_shown: false,
             enroll_shown: false,
         };
         m.apply(first);
@@ -94,19 +103,31 @@ impl TrayMenu {
     /// Copies `v` onto the widgets.
     pub fn apply(&mut self, v: &View) {
         set_text(&self.status, &v.status);
+        if let Some(text) = &v.managed {
+            set_text(&self.managed, text);
+        }
+        let managed_shown = self.managed_shown;
+        show(
+            &self.menu,
+            &self.managed,
+            MANAGED_POSITION,
+            v.managed.is_some(),
+            &mut self.managed_shown,
+        );
         set_text(&self.pause, v.pause.label());
         self.pause.set_enabled(v.pause_enabled);
-        if v.enroll != self.enroll_shown {
-            let done = if v.enroll {
-                self.menu.insert(&self.enroll, ENROLL_POSITION)
-            } else {
-                self.menu.remove(&self.enroll)
-            };
-            match done {
-                Ok(()) => self.enroll_shown = v.enroll,
-                Err(e) => tracing::error!(error = %e, "cannot update the enroll item"),
-            }
+        if managed_shown != self.managed_shown {
+            // The enroll item's position moved with the managed line: re-seat it.
+            show(&self.menu, &self.enroll, 0, false, &mut self.enroll_shown);
         }
+        let enroll_at = ENROLL_POSITION + usize::from(self.managed_shown);
+        show(
+            &self.menu,
+            &self.enroll,
+            enroll_at,
+            v.enroll,
+            &mut self.enroll_shown,
+        );
         self.logs.set_enabled(v.open_logs_enabled);
         self.start_at_login.set_enabled(v.start_at_login_enabled);
         if self.start_at_login.is_checked() != v.start_at_login_checked {
@@ -119,6 +140,22 @@ impl TrayMenu {
     /// The action behind a menu event, if it is one of ours.
     pub fn action(event: &MenuEvent) -> Option<Action> {
         action_for(&event.id)
+    }
+}
+
+/// Inserts `item` at `position` or removes it, so that it is shown exactly when `wanted`.
+fn show(menu: &Menu, item: &MenuItem, position: usize, wanted: bool, shown: &mut bool) {
+    if wanted == *shown {
+        return;
+    }
+    let done = if wanted {
+        menu.insert(item, position)
+    } else {
+        menu.remove(item)
+    };
+    match done {
+        Ok(()) => *shown = wanted,
+        Err(e) => tracing::error!(error = %e, item = item.text(), "cannot update the menu"),
     }
 }
 

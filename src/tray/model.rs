@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub in_flight: usize,
     /// Links resolved and delivered today (local calendar).
     pub links_today: u64,
+    /// Settings the admin manages (as `config.toml` names them); empty when none.
+    pub managed: Vec<&'static str>,
 }
 
 impl Default for Snapshot {
@@ -60,6 +62,7 @@ impl Default for Snapshot {
             detail: None,
             in_flight: 0,
             links_today: 0,
+            managed: Vec::new(),
         }
     }
 }

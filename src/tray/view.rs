@@ -53,6 +53,8 @@ pub struct View {
     pub status: String,
     /// Mirrors the status line.
     pub tooltip: String,
+    /// A second disabled line, "Managed by your organization: …", when an admin manages settings.
+    pub managed: Option<String>,
     pub pause: PauseAction,
     pub pause_enabled: bool,
     /// Whether "Enroll this computer…" is in the menu.
@@ -113,6 +115,7 @@ pub fn view(state: &TrayState, now: SystemTime) -> View {
         icon,
         tooltip: tooltip(&status),
         status,
+        managed: managed_line(&a.managed),
         pause,
         pause_enabled,
         enroll: matches!(a.phase, Phase::NotEnrolled | Phase::SignInRequired),
@@ -151,6 +154,18 @@ fn tooltip(status: &str) -> String {
     let mut cut: String = full.chars().take(TOOLTIP_MAX_CHARS - 1).collect();
     cut.push('…');
     cut
+}
+
+/// "Managed by your organization: relay, enrollment code" — in words a user knows.
+fn managed_line(keys: &[&str]) -> Option<String> {
+    if keys.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = keys.iter().map(|k| k.replace('_', " ")).collect();
+    Some(format!(
+        "Managed by your organization: {}",
+        names.join(", ")
+    ))
 }
 
 fn links(n: u64) -> String {
@@ -367,6 +382,25 @@ mod tests {
         s.start_at_login = None;
         let v = view(&s, now());
         assert!(!v.start_at_login_checked && !v.start_at_login_enabled);
+    }
+
+    #[test]
+    fn managed_settings_get_their_own_line() {
+        let mut s = at(Phase::Online);
+        assert_eq!(view(&s, now()).managed, None);
+        s.agent.managed = vec!["relay", "enrollment_code"];
+        let v = view(&s, now());
+        assert_eq!(
+            v.managed.as_deref(),
+            Some("Managed by your organization: relay, enrollment code")
+        );
+        // The status line and the tooltip stay about the agent's state.
+        assert_eq!(v.status, "Connected to relay.example.com · 128 links today");
+        s.agent.managed = vec!["capacity"];
+        assert_eq!(
+            view(&s, now()).managed.as_deref(),
+            Some("Managed by your organization: capacity")
+        );
     }
 
     #[test]
