@@ -52,10 +52,17 @@ pub struct Desktop {
     watcher: Proc,
     bar: Proc,
     pub bus: zbus::Connection,
+    /// Held for the desktop's life (dropped last, after the processes are killed).
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
+
+/// One desktop at a time in a test binary: the session bus has room for only
+/// one `org.kde.StatusNotifierWatcher`.
+static ONE_DESKTOP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Desktop {
     pub async fn start(logs: &Path) -> Desktop {
+        let turn = ONE_DESKTOP.lock().await;
         // -displayfd: Xvfb picks a free display and prints its number once it accepts clients.
         let mut child = Command::new("Xvfb")
             .args([
@@ -87,6 +94,12 @@ impl Desktop {
         let bus = zbus::Connection::session()
             .await
             .expect("a session D-Bus (scripts/test runs the suite in one)");
+        // The previous desktop's watcher was killed on drop; wait until it has let go of the name.
+        wait_for(
+            "the previous StatusNotifierWatcher to leave the bus",
+            || async { (!has_owner(&bus, "org.kde.StatusNotifierWatcher").await).then_some(()) },
+        )
+        .await;
         let watcher = spawn(
             Command::new("status-notifier-watcher"),
             logs,
@@ -110,6 +123,7 @@ impl Desktop {
             watcher,
             bar,
             bus,
+            _turn: turn,
         }
     }
 
