@@ -369,3 +369,47 @@ async fn tray_app_enrolls_itself_from_managed_config_and_shows_what_is_managed()
         th.agent.logs()
     );
 }
+
+/// A managed code the relay refuses is not the end of the road: the tray says
+/// so in plain words and offers "Enroll this computer…" for a code of the
+/// user's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_managed_code_leaves_enrolling_by_hand_open() {
+    use link_peeler::tray::view::IconKind;
+
+    if !desktop_available() || !keychain_or_skip("tray refused managed code test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let desktop = Desktop::start(tmp.path()).await;
+    let relay = Relay::start(tmp.path(), None).await;
+    let th = TrayHome::new(tmp.path());
+    std::fs::write(
+        th.agent.dir.join("managed.toml"),
+        format!(
+            "relay = \"{}\"\nenrollment_code = \"NOT-A-CODE-THE-RELAY-ISSUED\"\n",
+            relay.url()
+        ),
+    )
+    .expect("write managed config");
+
+    let mut app = th.launch(&desktop.display, "tray-refused.log");
+    let item = desktop.wait_for_item().await;
+    item.wait_status("the refused code", |s| {
+        s == "Not enrolled — the code from your admin did not work"
+    })
+    .await;
+    wait_icon(&item, IconKind::Attention).await;
+    let enroll = item.entry(ENROLL).await;
+    assert!(enroll.enabled && enroll.visible, "{enroll:?}");
+    assert!(!item.entry(PAUSE).await.enabled);
+
+    item.click(QUIT).await;
+    assert_eq!(
+        app.wait_exit().await,
+        Some(0),
+        "{}",
+        th.log("tray-refused.log")
+    );
+    desktop.wait_for_no_item().await;
+}

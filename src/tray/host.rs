@@ -288,6 +288,18 @@ impl<'a> Host<'a> {
                 Next::Again
             }
             Ok(_) => self.wait(Phase::NotEnrolled, None).await,
+            // The code will never work: say so (About has the admin-facing text) and
+            // offer "Enroll this computer…" with a code of the user's own.
+            Err(
+                e @ (managed::AutoEnrollError::Refused { .. }
+                | managed::AutoEnrollError::AlreadyUsed { .. }),
+            ) => {
+                tracing::error!(error = %e, "managed enrollment did not work");
+                self.snapshot.detail = Some(e.to_string());
+                let next = self.wait(Phase::ManagedCodeFailed, None).await;
+                self.snapshot.detail = None;
+                next
+            }
             Err(e) => {
                 self.problem(
                     "the enrollment set up by your administrator did not work",

@@ -25,6 +25,9 @@ pub enum Phase {
     Retrying { retry_at: SystemTime },
     /// The relay revoked or does not know this device.
     SignInRequired,
+    /// The admin's managed enrollment code was refused or already used: the
+    /// user can still enroll with a code of their own.
+    ManagedCodeFailed,
     /// Pause clicked; in-flight resolutions are finishing.
     Pausing,
     /// Paused by the user: no polling.

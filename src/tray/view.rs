@@ -97,6 +97,10 @@ pub fn view(state: &TrayState, now: SystemTime) -> View {
             IconKind::Attention,
             "Sign-in required — enroll this computer again".to_owned(),
         ),
+        Phase::ManagedCodeFailed => (
+            IconKind::Attention,
+            "Not enrolled — the code from your admin did not work".to_owned(),
+        ),
         Phase::Pausing => (IconKind::Paused, finishing("Pausing", a.in_flight)),
         Phase::Paused => (IconKind::Paused, format!("Paused · {today} today")),
         Phase::Problem { summary } => (IconKind::Attention, format!("Needs attention: {summary}")),
@@ -118,7 +122,10 @@ pub fn view(state: &TrayState, now: SystemTime) -> View {
         managed: managed_line(&a.managed),
         pause,
         pause_enabled,
-        enroll: matches!(a.phase, Phase::NotEnrolled | Phase::SignInRequired),
+        enroll: matches!(
+            a.phase,
+            Phase::NotEnrolled | Phase::SignInRequired | Phase::ManagedCodeFailed
+        ),
         start_at_login_checked: state.start_at_login == Some(true),
         start_at_login_enabled: state.start_at_login.is_some() && !quitting,
         open_logs_enabled: !quitting,
@@ -304,6 +311,18 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_managed_code_offers_enrolling_by_hand() {
+        let v = show(Phase::ManagedCodeFailed);
+        assert_eq!(v.icon, IconKind::Attention);
+        assert_eq!(
+            v.status,
+            "Not enrolled — the code from your admin did not work"
+        );
+        assert!(v.enroll);
+        assert!(!v.pause_enabled);
+    }
+
+    #[test]
     fn pausing_offers_resume_and_says_what_is_finishing() {
         let mut s = at(Phase::Pausing);
         s.agent.in_flight = 3;
@@ -355,6 +374,7 @@ mod tests {
             Phase::Online,
             Phase::Retrying { retry_at: now() },
             Phase::SignInRequired,
+            Phase::ManagedCodeFailed,
             Phase::Pausing,
             Phase::Paused,
             Phase::Problem {
@@ -370,7 +390,7 @@ mod tests {
                 assert_ne!(v.status, w.status);
             }
         }
-        assert!(views[9].tooltip.ends_with('…'));
+        assert!(views[10].tooltip.ends_with('…'));
     }
 
     #[test]
