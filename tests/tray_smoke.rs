@@ -107,6 +107,8 @@ impl TrayHome {
             .env("XDG_CACHE_HOME", self.home.join(".cache"))
             .env("XDG_DATA_HOME", self.home.join(".local/share"))
             .env("XDG_RUNTIME_DIR", &self.runtime)
+            // Never the machine's /etc/xdg (an installed .deb has an autostart entry there).
+            .env("XDG_CONFIG_DIRS", self.system_config())
             .env_remove("WAYLAND_DISPLAY")
             .env("LINK_PEELER_LOG", "info,link_peeler=debug")
             .env("GDK_BACKEND", "x11")
@@ -133,6 +135,11 @@ impl TrayHome {
         let text =
             std::fs::read_to_string(self.agent.data_dir().join("state.json")).expect("state.json");
         serde_json::from_str(&text).expect("state json")
+    }
+
+    /// This test's stand-in for /etc/xdg.
+    fn system_config(&self) -> PathBuf {
+        self.agent.dir.join("etc-xdg")
     }
 
     fn autostart_entry(&self) -> PathBuf {
@@ -328,6 +335,16 @@ async fn tray_app_enrolls_itself_from_managed_config_and_shows_what_is_managed()
         ),
     )
     .expect("write managed config");
+    let system_autostart = th.system_config().join("autostart");
+    std::fs::create_dir_all(&system_autostart).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/installer/linux/link-peeler-autostart.desktop"
+        ),
+        system_autostart.join("link-peeler.desktop"),
+    )
+    .expect("the .deb's autostart entry");
 
     let mut app = th.launch(&desktop.display, "tray-managed.log");
     let item = desktop.wait_for_item().await;
@@ -352,6 +369,26 @@ async fn tray_app_enrolls_itself_from_managed_config_and_shows_what_is_managed()
     );
     assert!(!labels.contains(&ENROLL), "{labels:?}");
     assert!(item.entry(PAUSE).await.enabled);
+
+    // The .deb's system-wide autostart entry (here in the test's XDG_CONFIG_DIRS) counts as
+    // "on"; unchecking writes a per-user Hidden=true override, checking removes it again.
+    assert_eq!(item.entry(START_AT_LOGIN).await.checked, Some(true));
+    item.click(START_AT_LOGIN).await;
+    wait_for("the check mark to clear", || async {
+        (item.entry(START_AT_LOGIN).await.checked == Some(false)).then_some(())
+    })
+    .await;
+    let user_entry = std::fs::read_to_string(th.autostart_entry()).expect("the override");
+    assert!(user_entry.contains("Hidden=true"), "{user_entry}");
+    item.click(START_AT_LOGIN).await;
+    wait_for("the check mark again", || async {
+        (item.entry(START_AT_LOGIN).await.checked == Some(true)).then_some(())
+    })
+    .await;
+    assert!(
+        !th.autostart_entry().exists(),
+        "no second entry beside the system's"
+    );
 
     item.click(QUIT).await;
     assert_eq!(

@@ -57,6 +57,7 @@ impl Ui {
             commands,
             state: TrayState {
                 start_at_login,
+                start_at_login_locked: autostart::locked_by_admin(),
                 ..Default::default()
             },
             tray: None,

@@ -36,6 +36,8 @@ use crate::agent::{managed, resolve, shutdown};
 
 /// How often a problem that may fix itself (a keychain locked at login) is retried.
 const PROBLEM_RETRY: Duration = Duration::from_secs(30);
+/// How often a waiting host checks whether the local day changed.
+const DAY_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// How often today's count is written to the state file while links flow.
 const SAVE_EVERY: Duration = Duration::from_secs(10);
 
@@ -259,6 +261,10 @@ impl<'a> Host<'a> {
     /// at most once per (relay, code), retrying only while the relay is unreachable,
     /// and still answering the menu meanwhile.
     async fn enroll_managed(&mut self, managed: &managed::Managed) -> Next {
+        // Say what is happening (it may take a while: an unreachable relay is retried).
+        self.snapshot.relay_url = managed.relay.as_ref().map(Url::to_string);
+        self.snapshot.relay = managed.relay.as_ref().map(display);
+        self.set_phase(Phase::Enrolling);
         let stop = self.signals.child_token();
         let data_dir = self.cfg.data_dir.clone();
         let enroll = managed::enroll_if_needed(managed, &data_dir, None, &stop);
@@ -300,11 +306,14 @@ impl<'a> Host<'a> {
                 self.snapshot.detail = None;
                 next
             }
+            // Keychain, record-file and other local failures may pass (an unlocked
+            // keychain, a freed disk): try again later. The attempts record keeps a
+            // spent code from being sent twice.
             Err(e) => {
                 self.problem(
                     "the enrollment set up by your administrator did not work",
                     &e.to_string(),
-                    false,
+                    true,
                 )
                 .await
             }
@@ -316,11 +325,17 @@ impl<'a> Host<'a> {
         self.set_phase(phase);
         let sleep = tokio::time::sleep(retry.unwrap_or(Duration::MAX / 4));
         tokio::pin!(sleep);
+        // "N links today" turns to 0 at midnight while paused or waiting, too.
+        let mut day_tick = tokio::time::interval(DAY_CHECK_EVERY);
         loop {
             let cmd = tokio::select! {
                 cmd = self.commands.recv() => cmd.unwrap_or(Command::Quit),
                 _ = self.signals.cancelled() => Command::Quit,
                 _ = &mut sleep, if retry.is_some() => return Next::Again,
+                _ = day_tick.tick() => {
+                    self.refresh_today();
+                    continue;
+                }
             };
             match cmd {
                 Command::Pause => self.set_paused(true),

@@ -76,4 +76,6 @@ pub struct TrayState {
     pub agent: Snapshot,
     /// Whether the app starts at login; `None` when that could not be read.
     pub start_at_login: Option<bool>,
+    /// Start at login was set for every user by an installer and only an admin can change it.
+    pub start_at_login_locked: bool,
 }

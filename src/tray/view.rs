@@ -127,7 +127,9 @@ pub fn view(state: &TrayState, now: SystemTime) -> View {
             Phase::NotEnrolled | Phase::SignInRequired | Phase::ManagedCodeFailed
         ),
         start_at_login_checked: state.start_at_login == Some(true),
-        start_at_login_enabled: state.start_at_login.is_some() && !quitting,
+        start_at_login_enabled: state.start_at_login.is_some()
+            && !state.start_at_login_locked
+            && !quitting,
         open_logs_enabled: !quitting,
         quit_enabled: !quitting,
     }
@@ -213,6 +215,7 @@ mod tests {
                 ..Snapshot::default()
             },
             start_at_login: Some(false),
+            start_at_login_locked: false,
         }
     }
 
@@ -402,6 +405,11 @@ mod tests {
         s.start_at_login = None;
         let v = view(&s, now());
         assert!(!v.start_at_login_checked && !v.start_at_login_enabled);
+        // An installer's machine-wide entry: checked, and not the user's to change.
+        s.start_at_login = Some(true);
+        s.start_at_login_locked = true;
+        let v = view(&s, now());
+        assert!(v.start_at_login_checked && !v.start_at_login_enabled);
     }
 
     #[test]

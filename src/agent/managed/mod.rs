@@ -154,6 +154,13 @@ pub fn load() -> Result<Managed, ConfigError> {
     load_platform()
 }
 
+/// All values of `HKEY_LOCAL_MACHINE\<key>` (64-bit view); a missing key is empty.
+/// The tray uses it to see the MSI's machine-wide Run entry.
+#[cfg(windows)]
+pub fn read_machine_key(key: &str) -> Result<std::collections::BTreeMap<String, Value>, String> {
+    windows_registry::read(key)
+}
+
 #[cfg(windows)]
 fn load_platform() -> Result<Managed, ConfigError> {
     let source = location();
