@@ -62,6 +62,17 @@ impl Default for RunnerConfig {
     }
 }
 
+impl RunnerConfig {
+    /// The runner's share of the agent's settings (headless and tray alike).
+    pub fn from_settings(settings: &super::config::Settings) -> Self {
+        RunnerConfig {
+            capacity: settings.capacity,
+            poll_wait_seconds: settings.poll_wait_seconds,
+            ..Default::default()
+        }
+    }
+}
+
 /// Why the runner returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {

@@ -174,11 +174,7 @@ fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
             Arc::new(client),
             resolver,
             outbox,
-            RunnerConfig {
-                capacity: settings.capacity,
-                poll_wait_seconds: settings.poll_wait_seconds,
-                ..Default::default()
-            },
+            RunnerConfig::from_settings(&settings),
             stop,
         );
         anyhow::Ok(runner.run().await)

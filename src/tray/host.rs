@@ -392,11 +392,7 @@ impl<'a> Host<'a> {
             Arc::new(client),
             resolver,
             outbox,
-            RunnerConfig {
-                capacity: settings.capacity,
-                poll_wait_seconds: settings.poll_wait_seconds,
-                ..Default::default()
-            },
+            RunnerConfig::from_settings(&settings),
             stop.clone(),
         );
         tracing::info!(device = %creds.device_id, relay = %relay, "tray agent running");
