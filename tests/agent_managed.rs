@@ -34,19 +34,7 @@ fn stored(home: &AgentHome) -> Option<link_peeler::agent::credentials::DeviceCre
 
 /// Enrollment requests the relay has answered, by its /metrics.
 async fn enroll_requests(relay_url: &str) -> u64 {
-    link_peeler::tls::init();
-    let text = reqwest::get(format!("{relay_url}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .filter(|l| {
-            l.starts_with("relay_http_requests_total{") && l.contains("route=\"/api/agent/enroll\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    relay_requests(relay_url, "/api/agent/enroll").await
 }
 
 /// Waits until the agent logged its start `n` times (its signal handlers are in place then).

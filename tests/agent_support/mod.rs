@@ -433,3 +433,20 @@ pub fn keychain_or_skip(test: &str) -> bool {
         }
     }
 }
+
+/// How many requests the relay has answered on `route` (from `/metrics`).
+pub async fn relay_requests(relay_url: &str, route: &str) -> u64 {
+    link_peeler::tls::init();
+    let body = reqwest::get(format!("{relay_url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    body.lines()
+        .filter(|l| {
+            l.starts_with("relay_http_requests_total{") && l.contains(&format!("route=\"{route}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
