@@ -14,21 +14,28 @@
 //!
 //! `BENCH_IDLE_SECS` shortens the idle phase for a quick run. Without `--bench`
 //! (as under `cargo test --all-targets`) it only prints how to run it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use link_peeler::agent::client::RelayClient;
 use link_peeler::demo::api::ApiClient;
 use link_peeler::demo::lab::Lab;
-use link_peeler::protocol::{EnrollRequest, JobStatus};
+use link_peeler_agent::client::RelayClient;
+use link_peeler_wire::protocol::{EnrollRequest, JobStatus};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const AGENT_BIN: &str = env!("CARGO_BIN_EXE_link-peeler");
-const RELAY_BIN: &str = env!("CARGO_BIN_EXE_link-peeler-relay");
+/// The relay binary. It belongs to the `link-peeler-relay` crate, so Cargo
+/// sets no `CARGO_BIN_EXE_` for it here; it is built into the same directory
+/// as `link-peeler` (`cargo test` in the workspace root builds both).
+fn relay_bin() -> std::path::PathBuf {
+    let name = format!("link-peeler-relay{}", std::env::consts::EXE_SUFFIX);
+    std::path::Path::new(AGENT_BIN).with_file_name(name)
+}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -222,7 +229,7 @@ async fn metric(relay_url: &str, route: &str) -> u64 {
 
 async fn start_relay(dir: &Path) -> (Child, String, PathBuf) {
     let db = dir.join("relay.db");
-    let mut child = Command::new(RELAY_BIN)
+    let mut child = Command::new(relay_bin())
         .args(["serve", "--db"])
         .arg(&db)
         .args(["--listen", "127.0.0.1:0", "--json"])
@@ -240,7 +247,7 @@ async fn start_relay(dir: &Path) -> (Child, String, PathBuf) {
 }
 
 fn admin(db: &Path, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(RELAY_BIN)
+    let out = std::process::Command::new(relay_bin())
         .arg("--db")
         .arg(db)
         .args(args)
@@ -257,7 +264,7 @@ async fn enroll(relay_url: &str, db: &Path) -> (String, String) {
         .expect("code")
         .to_owned();
     let c = RelayClient::new(
-        link_peeler::agent::config::relay_url(relay_url).expect("url"),
+        link_peeler_agent::config::relay_url(relay_url).expect("url"),
         None,
     )
     .expect("client");

@@ -8,6 +8,7 @@
 //!
 //! Only loopback is used: the lab server from `tests/lab` runs in this
 //! process on 127.0.0.1, and the resolver is opened to 127.0.0.1/32 only.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 #[path = "../tests/lab/mod.rs"]
 mod lab;
@@ -17,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use link_peeler::protocol::Conclusion;
-use link_peeler::resolver::Resolver;
+use link_peeler_resolver::Resolver;
+use link_peeler_wire::protocol::Conclusion;
 
 /// `/chain/9`: nine 302s and a 200 — ten hops, ten requests.
 const CHAIN: &str = "/chain/9";

@@ -1,4 +1,5 @@
 //! `link-peeler demo` as a user runs it: one process, no setup, loopback only.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod agent_support;
 

@@ -3,6 +3,7 @@
 //! (the keychain path has its own file). Faults: kill -9 mid-task, a relay
 //! outage, a revoked device, a clock ten minutes off, a second instance,
 //! SIGTERM with work in flight.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod agent_support;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use agent_support::*;
 use link_peeler::demo::api::ApiClient;
 use link_peeler::demo::lab::Lab;
-use link_peeler::protocol::{Conclusion, JobStatus, RedirectKind};
+use link_peeler_wire::protocol::{Conclusion, JobStatus, RedirectKind};
 
 /// Config that keeps long-polls short so the tests notice revocation quickly.
 const SHORT_POLLS: &str = "poll_wait_seconds = 2\n";

@@ -5,17 +5,18 @@
 //!
 //! Without a reachable Secret Service these tests fail in CI (or with
 //! `LINK_PEELER_REQUIRE_KEYCHAIN=1`) and are skipped with a notice otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod agent_support;
 
 use std::time::Duration;
 
 use agent_support::*;
-use link_peeler::agent::credentials::Keychain;
 use link_peeler::demo::lab::Lab;
-use link_peeler::protocol::{Conclusion, JobStatus};
+use link_peeler_agent::credentials::Keychain;
+use link_peeler_wire::protocol::{Conclusion, JobStatus};
 
-fn stored(home: &AgentHome) -> Option<link_peeler::agent::credentials::DeviceCredentials> {
+fn stored(home: &AgentHome) -> Option<link_peeler_agent::credentials::DeviceCredentials> {
     Keychain::open(Some(&home.profile))
         .expect("keychain")
         .load()

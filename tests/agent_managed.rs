@@ -7,15 +7,16 @@
 //!
 //! Enrollment requests are counted on the relay's own /metrics
 //! (`relay_http_requests_total{route="/api/agent/enroll"}`). Loopback only.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod agent_support;
 
 use std::time::Duration;
 
 use agent_support::*;
-use link_peeler::agent::credentials::Keychain;
 use link_peeler::demo::lab::Lab;
-use link_peeler::protocol::JobStatus;
+use link_peeler_agent::credentials::Keychain;
+use link_peeler_wire::protocol::JobStatus;
 
 fn managed_path(home: &AgentHome) -> std::path::PathBuf {
     home.dir.join("managed.toml")
@@ -25,7 +26,7 @@ fn write_managed(home: &AgentHome, text: &str) {
     std::fs::write(managed_path(home), text).expect("write managed config");
 }
 
-fn stored(home: &AgentHome) -> Option<link_peeler::agent::credentials::DeviceCredentials> {
+fn stored(home: &AgentHome) -> Option<link_peeler_agent::credentials::DeviceCredentials> {
     Keychain::open(Some(&home.profile))
         .expect("keychain")
         .load()
@@ -166,13 +167,13 @@ async fn a_refused_or_spent_code_is_sent_once_and_never_again() {
 
     // A code someone already used by hand, and a code the relay never issued.
     let spent = enrollment_code(&relay);
-    let client = link_peeler::agent::client::RelayClient::new(
-        link_peeler::agent::config::relay_url(&relay.url()).unwrap(),
+    let client = link_peeler_agent::client::RelayClient::new(
+        link_peeler_agent::config::relay_url(&relay.url()).unwrap(),
         None,
     )
     .unwrap();
     client
-        .enroll(&link_peeler::protocol::EnrollRequest {
+        .enroll(&link_peeler_wire::protocol::EnrollRequest {
             code: spent.clone(),
             name: Some("by-hand".into()),
             platform: None,

@@ -1,9 +1,11 @@
 //! The client examples in `examples/` run unchanged against a live relay.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
+#[path = "../crates/relay/tests/common/mod.rs"]
 mod common;
 
 use common::TestRelay;
-use link_peeler::protocol::paths;
+use link_peeler_wire::protocol::paths;
 use serde_json::Value;
 
 fn example(rel: &str) -> String {

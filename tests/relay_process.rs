@@ -1,6 +1,8 @@
 //! The relay as a real process: durability across `kill -9`, graceful SIGTERM,
 //! and the admin command line (`keys`, `devices`, `dev`), plus `link-peeler submit`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
+#[path = "../crates/relay/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -9,15 +11,21 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{Client, answer};
-use link_peeler::protocol::paths;
-use link_peeler::signing::Signer;
+use link_peeler_wire::protocol::paths;
+use link_peeler_wire::signing::Signer;
 use serde_json::Value;
 
-const RELAY: &str = env!("CARGO_BIN_EXE_link-peeler-relay");
+/// The relay binary. It belongs to the `link-peeler-relay` crate, so Cargo
+/// sets no `CARGO_BIN_EXE_` for it here; it is built into the same directory
+/// as `link-peeler` (`cargo test` in the workspace root builds both).
+fn relay_bin() -> std::path::PathBuf {
+    let name = format!("link-peeler-relay{}", std::env::consts::EXE_SUFFIX);
+    std::path::Path::new(AGENT).with_file_name(name)
+}
 const AGENT: &str = env!("CARGO_BIN_EXE_link-peeler");
 
 fn relay_cmd(db: &Path, args: &[&str]) -> Output {
-    Command::new(RELAY)
+    Command::new(relay_bin())
         .arg("--db")
         .arg(db)
         .args(args)
@@ -38,7 +46,7 @@ fn json_line(out: &Output) -> Value {
 
 /// Starts `serve --json` and returns the child and its base URL.
 fn spawn_serve(db: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(RELAY)
+    let mut child = Command::new(relay_bin())
         .arg("--db")
         .arg(db)
         .args(["serve", "--listen", "127.0.0.1:0", "--json"])
@@ -57,7 +65,7 @@ fn spawn_serve(db: &Path, extra: &[&str]) -> (Child, String) {
 }
 
 fn client(base: &str, key: &Value) -> Client {
-    link_peeler::tls::init();
+    link_peeler_wire::tls::init();
     Client {
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
         base: base.to_owned(),
@@ -134,7 +142,7 @@ async fn sigterm_drains_a_held_poll_and_exits_zero() {
         &["devices", "enroll", "--name", "box", "--json"],
     ));
     let (mut child, url) = spawn_serve(&db, &[]);
-    link_peeler::tls::init();
+    link_peeler_wire::tls::init();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let creds = answer(
         http.post(format!("{url}{}", paths::AGENT_ENROLL))
@@ -309,7 +317,7 @@ fn bad_flags_and_bad_databases_fail_clearly() {
 async fn dev_prints_working_credentials_and_submit_uses_them() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("dev.db");
-    let mut child = Command::new(RELAY)
+    let mut child = Command::new(relay_bin())
         .arg("--db")
         .arg(&db)
         .args(["dev", "--listen", "127.0.0.1:0", "--json"])
@@ -426,7 +434,7 @@ async fn debug_request_logs_redact_the_signature_and_never_show_secrets() {
         &["keys", "create", "--name", "logs", "--json"],
     ));
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new(RELAY)
+    let mut child = Command::new(relay_bin())
         .arg("--db")
         .arg(&db)
         .args(["serve", "--listen", "127.0.0.1:0", "--json"])

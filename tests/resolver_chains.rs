@@ -1,12 +1,13 @@
 //! Lab scenarios: chains, redirect kinds, Location handling, loops, cookies.
 //! Every request goes to a lab server on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod lab;
 
 use std::sync::Arc;
 
 use lab::{Lab, Reply, assert_conclusion, enc, lab_resolver, resolve, resolver_with, shape};
-use link_peeler::protocol::{Conclusion, RedirectKind};
+use link_peeler_wire::protocol::{Conclusion, RedirectKind};
 
 use RedirectKind::{Javascript, Location, MetaRefresh, RefreshHeader};
 

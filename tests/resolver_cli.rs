@@ -1,10 +1,11 @@
 //! The real `link-peeler resolve` binary against the lab: exit codes, the
 //! table, the JSON shape, and usage errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod lab;
 
 use lab::{Lab, enc};
-use link_peeler::protocol::{Conclusion, ResolutionResult};
+use link_peeler_wire::protocol::{Conclusion, ResolutionResult};
 
 struct Run {
     code: i32,
@@ -113,7 +114,7 @@ async fn json_output_is_one_spec_line() {
     );
     assert_eq!(v["hops"][0]["redirectKind"], "location");
     assert_eq!(v["hops"][1]["redirectKind"], serde_json::Value::Null);
-    let parsed: ResolutionResult = serde_json::from_value(v).expect("SPEC type");
+    let parsed: ResolutionResult = serde_json::from_value(v).expect("protocol type");
     assert_eq!(parsed.conclusion, Conclusion::Resolved);
     assert_eq!(parsed.input_url, url);
     assert_eq!(parsed.final_url, lab.url("/ok"));

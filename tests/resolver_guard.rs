@@ -2,6 +2,7 @@
 //! 127.0.0.1 (allowed in most tests) and 127.0.0.2 / [::1] (never allowed
 //! unless a test says so); names are answered by a test resolver, never by
 //! real DNS.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod lab;
 
@@ -10,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use lab::{Lab, Reply, assert_conclusion, enc, lab_resolver, resolve};
-use link_peeler::protocol::{Conclusion, RedirectKind};
-use link_peeler::resolver::{Resolver, ResolverConfig};
+use link_peeler_resolver::{Resolver, ResolverConfig};
+use link_peeler_wire::protocol::{Conclusion, RedirectKind};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Answers names from a fixed table; everything else is NXDOMAIN.
@@ -49,7 +50,7 @@ fn test_dns(allow: &[&str]) -> Resolver {
     Resolver::with_dns(config, Arc::new(TestDns(table))).expect("resolver")
 }
 
-fn assert_blocked_without_response(r: &link_peeler::protocol::ResolutionResult) {
+fn assert_blocked_without_response(r: &link_peeler_wire::protocol::ResolutionResult) {
     assert_conclusion(r, Conclusion::BlockedAddress);
     let last = r.hops.last().expect("the blocked hop is recorded");
     assert_eq!(last.status, None);

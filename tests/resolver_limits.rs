@@ -1,6 +1,7 @@
 //! Lab scenarios for bounded cost: huge, slow, compressed-bomb and silent
 //! servers. Deadlines in these tests are short on purpose; the only timing
 //! bound asserted is the 60 s guard against hangs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod lab;
 
@@ -8,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lab::{Lab, assert_conclusion, enc, lab_resolver, resolve, resolver_with, shape};
-use link_peeler::protocol::{Conclusion, RedirectKind};
+use link_peeler_wire::protocol::{Conclusion, RedirectKind};
 
 #[tokio::test]
 async fn a_200_mb_page_is_read_only_up_to_the_cap() {

@@ -1,11 +1,12 @@
 //! Memory bound, in its own test binary so that no other test shares the
 //! process: resolving a gzip bomb that inflates to 512 MiB must not make the
 //! process grow anywhere near that (the body cap is 256 KiB decompressed).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod lab;
 
 use lab::{Lab, assert_conclusion, lab_resolver, resolve};
-use link_peeler::protocol::Conclusion;
+use link_peeler_wire::protocol::Conclusion;
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

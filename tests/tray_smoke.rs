@@ -14,6 +14,7 @@
 //! Screenshots land in `target/tmp/tray-smoke/`; set
 //! `LINK_PEELER_SCREENSHOTS=docs` to refresh the ones the docs show.
 #![cfg(all(feature = "tray", target_os = "linux"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
 mod agent_support;
 mod tray_support;
@@ -23,9 +24,9 @@ use std::time::Duration;
 
 use agent_support::*;
 use link_peeler::demo::lab::Lab;
-use link_peeler::protocol::JobStatus;
 use link_peeler::tray::dialogs::{TITLE_ALREADY_RUNNING, TITLE_ENROLL, TITLE_ENROLLED};
 use link_peeler::tray::view::{ENROLL, PAUSE, QUIT, RESUME, START_AT_LOGIN};
+use link_peeler_wire::protocol::JobStatus;
 use tray_support::*;
 
 const POLL_ROUTE: &str = "/api/agent/poll";

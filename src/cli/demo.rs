@@ -16,7 +16,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
-    crate::agent::logging::init_stderr("error");
+    link_peeler_agent::logging::init_stderr("error");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::run::ConfigArgs;
-use crate::agent::doctor;
+use link_peeler_agent::doctor;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {

@@ -12,10 +12,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::agent::client::{RelayClient, RelayError};
-use crate::agent::config::{self, Overrides};
-use crate::agent::credentials::{self, DeviceCredentials, Keychain};
-use crate::protocol::EnrollRequest;
+use link_peeler_agent::client::{RelayClient, RelayError};
+use link_peeler_agent::config::{self, Overrides};
+use link_peeler_agent::credentials::{self, DeviceCredentials, Keychain};
+use link_peeler_wire::protocol::EnrollRequest;
 
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
@@ -53,8 +53,8 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
     };
     let request = EnrollRequest {
         code: args.code.trim().to_owned(),
-        name: Some(args.name.unwrap_or_else(crate::agent::host_name)),
-        platform: Some(crate::agent::platform().to_owned()),
+        name: Some(args.name.unwrap_or_else(link_peeler_agent::host_name)),
+        platform: Some(link_peeler_agent::platform().to_owned()),
         version: Some(env!("CARGO_PKG_VERSION").to_owned()),
     };
     request

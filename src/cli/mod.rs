@@ -1,7 +1,7 @@
 //! The `link-peeler` command line: a thin layer that parses flags and calls
 //! into the library. Each subcommand lives in its own file.
 //!
-//! Exit codes follow SPEC §7: 0 success, 1 the operation ran but did not
+//! Exit codes follow protocol.md §5: 0 success, 1 the operation ran but did not
 //! succeed (e.g. a link that did not resolve), 2 usage errors (clap's own).
 
 use std::process::ExitCode;
@@ -47,7 +47,7 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Remove this computer's device credentials from the OS keychain.
     SignOut(sign_out::SignOutArgs),
-    /// Follow a link here and now and show every hop (SPEC §7).
+    /// Follow a link here and now and show every hop (protocol.md §5).
     Resolve(resolve::ResolveArgs),
 }
 

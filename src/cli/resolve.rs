@@ -1,12 +1,12 @@
 //! `link-peeler resolve`: follow one link here and now, print every hop.
 //!
-//! Exit codes (SPEC §7): 0 when the chain is `resolved`, 1 for any other
+//! Exit codes (protocol.md §5): 0 when the chain is `resolved`, 1 for any other
 //! conclusion, 2 for usage errors (clap's own, plus a bad `--allow-network`
 //! CIDR, `--timeout` or `--user-agent`, which are checked while parsing).
 //!
 //! A URL argument that does not parse is *not* a usage error: it is the
 //! `invalid_url` conclusion (exit 1), printed like any other result, so that
-//! `--json` consumers always get a SPEC §7 object for the URL they passed.
+//! `--json` consumers always get a protocol.md §5 object for the URL they passed.
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -16,12 +16,12 @@ use std::time::Duration;
 use clap::Args;
 use ipnet::IpNet;
 
-use crate::protocol::{Conclusion, ResolutionResult};
-use crate::resolver::{MAX_HOPS_LIMIT, Resolver, ResolverConfig};
+use link_peeler_resolver::{MAX_HOPS_LIMIT, Resolver, ResolverConfig};
+use link_peeler_wire::protocol::{Conclusion, ResolutionResult};
 
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
-    /// Print the result (SPEC §7) as one JSON line instead of a table
+    /// Print the result (protocol.md §5) as one JSON line instead of a table
     #[arg(long)]
     json: bool,
     /// Redirects to follow before giving up (1–100)
@@ -244,7 +244,7 @@ pub fn render_table(r: &ResolutionResult, colour: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Hop, RedirectKind};
+    use link_peeler_wire::protocol::{Hop, RedirectKind};
 
     fn sample() -> ResolutionResult {
         ResolutionResult {

@@ -17,11 +17,11 @@ use clap::Args;
 use ipnet::IpNet;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::client::RelayClient;
-use crate::agent::config::{self, Overrides};
-use crate::agent::outbox::Outbox;
-use crate::agent::runner::{Exit, Runner, RunnerConfig};
-use crate::agent::{credentials, lock, logging, managed, resolve, shutdown};
+use link_peeler_agent::client::RelayClient;
+use link_peeler_agent::config::{self, Overrides};
+use link_peeler_agent::outbox::Outbox;
+use link_peeler_agent::runner::{Exit, Runner, RunnerConfig};
+use link_peeler_agent::{credentials, lock, logging, managed, resolve, shutdown};
 
 /// Hidden, test-only: pretend the local clock is off by this many seconds.
 pub const ENV_TEST_CLOCK_SKEW: &str = "LINK_PEELER_TEST_CLOCK_SKEW_SECS";

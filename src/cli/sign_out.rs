@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::agent::credentials::{self, Keychain};
+use link_peeler_agent::credentials::{self, Keychain};
 
 #[derive(Debug, Args)]
 pub struct SignOutArgs {}

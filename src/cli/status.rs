@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::run::ConfigArgs;
-use crate::agent::status;
+use link_peeler_agent::status;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::protocol::{
+use link_peeler_wire::protocol::{
     ErrorBody, FetchOptions, FetchRequest, HEADER_IDEMPOTENT_REPLAYED, Job, paths,
 };
-use crate::signing::Signer;
+use link_peeler_wire::signing::Signer;
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -67,7 +67,7 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let endpoint = args.relay.join(paths::LINKS_FETCH)?;
     let signer = Signer::new(args.key, secret.into_bytes());
 
-    crate::tls::init();
+    link_peeler_wire::tls::init();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

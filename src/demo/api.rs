@@ -1,4 +1,4 @@
-//! A signed client for the external-system API (SPEC §5): submit a job,
+//! A signed client for the external-system API (protocol.md §3): submit a job,
 //! read it back. Used by the demo, the agent tests and the benchmark, so all
 //! three speak to the relay exactly as an external system would — real HTTP,
 //! real signatures.
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::protocol::{ErrorBody, FetchOptions, FetchRequest, Job, JobStatus, paths};
-use crate::signing::Signer;
+use link_peeler_wire::protocol::{ErrorBody, FetchOptions, FetchRequest, Job, JobStatus, paths};
+use link_peeler_wire::signing::Signer;
 
 /// Submits and reads jobs with one API key.
 #[derive(Clone)]
@@ -21,7 +21,7 @@ pub struct ApiClient {
 impl ApiClient {
     /// `base` like `http://127.0.0.1:8787`; the key is an `lp_live_…`/`lp_test_…` id and its secret.
     pub fn new(base: &str, key_id: &str, secret: &str) -> anyhow::Result<Self> {
-        crate::tls::init();
+        link_peeler_wire::tls::init();
         let base = Url::parse(base)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

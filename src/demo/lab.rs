@@ -1,4 +1,4 @@
-//! A small redirect lab on loopback: every kind of redirect SPEC §7 names,
+//! A small redirect lab on loopback: every kind of redirect protocol.md §5 names,
 //! a broken link, a loop, generic n-hop chains and slow pages.
 //!
 //! Why built in: the demo, the end-to-end tests and the benchmark all need

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::client::RelayClient;
-use crate::agent::credentials::DeviceCredentials;
-use crate::agent::outbox::Outbox;
-use crate::agent::runner::{Runner, RunnerConfig};
-use crate::protocol::{EnrollRequest, Job};
-use crate::relay::{self, RelayConfig, admin};
+use link_peeler_agent::client::RelayClient;
+use link_peeler_agent::credentials::DeviceCredentials;
+use link_peeler_agent::outbox::Outbox;
+use link_peeler_agent::runner::{Runner, RunnerConfig};
+use link_peeler_relay::{RelayConfig, admin};
+use link_peeler_wire::protocol::{EnrollRequest, Job};
 
 pub use render::render;
 
@@ -69,7 +69,7 @@ pub async fn run(capacity: u32, stop: CancellationToken) -> Result<Report, DemoE
         .tempdir()
         .map_err(anyhow::Error::from)?;
     let db = dir.path().join("relay.db");
-    let relay = relay::serve(RelayConfig {
+    let relay = link_peeler_relay::serve(RelayConfig {
         db_path: db.clone(),
         listen: ([127, 0, 0, 1], 0).into(),
         ..Default::default()
@@ -106,13 +106,13 @@ async fn drive(
     };
 
     // The agent enrolls over HTTP, exactly like `link-peeler enroll`, but keeps the secret in memory.
-    let base = crate::agent::config::relay_url(relay_url).map_err(anyhow::Error::from)?;
+    let base = link_peeler_agent::config::relay_url(relay_url).map_err(anyhow::Error::from)?;
     let anonymous = RelayClient::new(base.clone(), None)?;
     let enrolled = anonymous
         .enroll(&EnrollRequest {
             code: code.code,
             name: Some("demo-agent".into()),
-            platform: Some(crate::agent::platform().into()),
+            platform: Some(link_peeler_agent::platform().into()),
             version: Some(env!("CARGO_PKG_VERSION").into()),
         })
         .await
@@ -123,8 +123,9 @@ async fn drive(
         relay: Some(base.to_string()),
     };
     let device_id = creds.device_id.clone();
-    let resolver = crate::agent::resolve::build(None, &crate::agent::config::loopback_networks())
-        .map_err(anyhow::Error::from)?;
+    let resolver =
+        link_peeler_agent::resolve::build(None, &link_peeler_agent::config::loopback_networks())
+            .map_err(anyhow::Error::from)?;
     let outbox = Outbox::open(work_dir.join("outbox")).map_err(anyhow::Error::from)?;
     let agent_stop = CancellationToken::new();
     let runner = Runner::new(

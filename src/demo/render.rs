@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::Report;
-use crate::protocol::{Conclusion, JobStatus};
+use link_peeler_wire::protocol::{Conclusion, JobStatus};
 
 /// The full text printed by `link-peeler demo`.
 pub fn render(r: &Report) -> String {

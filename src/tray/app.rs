@@ -24,7 +24,7 @@ use super::menu::{Action, TrayMenu};
 use super::model::TrayState;
 use super::view::{self, PauseAction, View};
 use super::{autostart, dialogs, icons, open};
-use crate::agent::enrollment::Enrolled;
+use link_peeler_agent::enrollment::Enrolled;
 
 /// Everything that reaches the event loop from other threads.
 #[derive(Debug)]

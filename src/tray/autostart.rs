@@ -74,7 +74,7 @@ mod imp {
     #[cfg(target_os = "windows")]
     pub fn locked_by_admin() -> bool {
         const RUN: &str = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Run";
-        crate::agent::managed::read_machine_key(RUN)
+        link_peeler_agent::managed::read_machine_key(RUN)
             .is_ok_and(|values| values.keys().any(|k| k.eq_ignore_ascii_case("Link Peeler")))
     }
 

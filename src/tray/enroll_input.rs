@@ -9,7 +9,7 @@
 
 use url::Url;
 
-use crate::agent::config;
+use link_peeler_agent::config;
 
 /// The URL scheme of enrollment links.
 pub const SCHEME: &str = "link-peeler";

@@ -24,15 +24,15 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::model::{Phase, Snapshot};
-use crate::agent::activity::{Activity, Connection};
-use crate::agent::client::RelayClient;
-use crate::agent::config::{self, Overrides, Settings};
-use crate::agent::credentials::{self, CredentialError, DeviceCredentials};
-use crate::agent::enrollment::{self, Enrolled};
-use crate::agent::outbox::Outbox;
-use crate::agent::runner::{Exit, Runner, RunnerConfig};
-use crate::agent::state::{self, AgentState};
-use crate::agent::{managed, resolve, shutdown};
+use link_peeler_agent::activity::{Activity, Connection};
+use link_peeler_agent::client::RelayClient;
+use link_peeler_agent::config::{self, Overrides, Settings};
+use link_peeler_agent::credentials::{self, CredentialError, DeviceCredentials};
+use link_peeler_agent::enrollment::{self, Enrolled};
+use link_peeler_agent::outbox::Outbox;
+use link_peeler_agent::runner::{Exit, Runner, RunnerConfig};
+use link_peeler_agent::state::{self, AgentState};
+use link_peeler_agent::{managed, resolve, shutdown};
 
 /// How often a problem that may fix itself (a keychain locked at login) is retried.
 const PROBLEM_RETRY: Duration = Duration::from_secs(30);

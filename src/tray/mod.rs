@@ -7,7 +7,7 @@
 //!   menu and native dialogs — GUI toolkits want all of that on one thread,
 //!   and macOS insists it is the main one;
 //! - the **host thread** ([`host`]) runs a tokio runtime with the same agent
-//!   engine as `run --headless` ([`crate::agent::runner`]), and owns
+//!   engine as `run --headless` ([`link_peeler_agent::runner`]), and owns
 //!   config, credentials and the agent's state file.
 //!
 //! Menu clicks become [`host::Command`]s on an mpsc channel; the host
@@ -15,7 +15,7 @@
 //! wakes the loop. What the tray shows is one pure function, [`view::view`],
 //! of the latest state — unit-tested for every state.
 //!
-//! The tray depends on [`crate::agent`]; the agent knows nothing of it.
+//! The tray depends on [`link_peeler_agent`]; the agent knows nothing of it.
 //!
 //! One file per concern: [`model`] (plain state), [`view`] (state → icon,
 //! status, menu), [`menu`] (widgets), [`icons`] (embedded PNGs),
@@ -28,9 +28,9 @@ use std::process::ExitCode;
 
 use tray_icon::menu::MenuEvent;
 
-use crate::agent::config::{self, Overrides};
-use crate::agent::lock::{self, LockError};
-use crate::agent::logging;
+use link_peeler_agent::config::{self, Overrides};
+use link_peeler_agent::lock::{self, LockError};
+use link_peeler_agent::logging;
 
 pub mod app;
 pub mod autostart;

@@ -10,14 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use link_peeler::agent::client::RelayClient;
 use link_peeler::demo::api::ApiClient;
-use link_peeler::protocol::EnrollRequest;
+use link_peeler_agent::client::RelayClient;
+use link_peeler_wire::protocol::EnrollRequest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_link-peeler");
-pub const RELAY_BIN: &str = env!("CARGO_BIN_EXE_link-peeler-relay");
+/// The relay binary. It belongs to the `link-peeler-relay` crate, so Cargo
+/// sets no `CARGO_BIN_EXE_` for it here; it is built into the same directory
+/// as `link-peeler` (`cargo test` in the workspace root builds both).
+pub fn relay_bin() -> std::path::PathBuf {
+    let name = format!("link-peeler-relay{}", std::env::consts::EXE_SUFFIX);
+    std::path::Path::new(AGENT_BIN).with_file_name(name)
+}
 
 /// Upper bound for any wait: a failing test fails instead of hanging. Not a timing assertion.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -98,7 +104,7 @@ impl Relay {
     /// `link-peeler-relay serve --db DIR/relay.db --listen 127.0.0.1:0 --json [--lease-seconds N]`.
     pub async fn start(dir: &Path, lease_seconds: Option<u64>) -> Relay {
         let db = dir.join("relay.db");
-        let mut cmd = Command::new(RELAY_BIN);
+        let mut cmd = Command::new(relay_bin());
         cmd.args(["serve", "--db"])
             .arg(&db)
             .args(["--listen", "127.0.0.1:0", "--json"]);
@@ -141,7 +147,7 @@ impl Relay {
 
 /// Runs `link-peeler-relay --db DB ARGS --json` and parses its one-line answer.
 pub fn relay_admin(db: &Path, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(RELAY_BIN)
+    let out = std::process::Command::new(relay_bin())
         .arg("--db")
         .arg(db)
         .args(args)
@@ -195,7 +201,7 @@ pub fn enrollment_code(relay: &Relay) -> String {
 pub async fn enroll_http(relay: &Relay) -> (String, String) {
     let code = enrollment_code(relay);
     let client = RelayClient::new(
-        link_peeler::agent::config::relay_url(&relay.url()).expect("url"),
+        link_peeler_agent::config::relay_url(&relay.url()).expect("url"),
         None,
     )
     .expect("client");
@@ -414,7 +420,7 @@ pub fn closed_port() -> u16 {
 /// Whether a Secret Service answers; when none does, CI (or `LINK_PEELER_REQUIRE_KEYCHAIN=1`,
 /// set by scripts/test) fails the test, while a developer without one gets a skip notice.
 pub fn keychain_or_skip(test: &str) -> bool {
-    match link_peeler::agent::credentials::Keychain::open(Some("probe"))
+    match link_peeler_agent::credentials::Keychain::open(Some("probe"))
         .and_then(|k| k.load().map(|_| ()))
     {
         Ok(()) => true,
@@ -436,7 +442,7 @@ pub fn keychain_or_skip(test: &str) -> bool {
 
 /// How many requests the relay has answered on `route` (from `/metrics`).
 pub async fn relay_requests(relay_url: &str, route: &str) -> u64 {
-    link_peeler::tls::init();
+    link_peeler_wire::tls::init();
     let body = reqwest::get(format!("{relay_url}/metrics"))
         .await
         .expect("GET /metrics")

@@ -483,8 +483,8 @@ pub fn standard(req: &Req) -> Reply {
 
 // ---- helpers for the resolver tests -------------------------------------
 
-use link_peeler::protocol::{Conclusion, RedirectKind, ResolutionResult};
-use link_peeler::resolver::{Resolver, ResolverConfig};
+use link_peeler_resolver::{Resolver, ResolverConfig};
+use link_peeler_wire::protocol::{Conclusion, RedirectKind, ResolutionResult};
 
 /// A resolver that may reach the lab on 127.0.0.1 (and nothing else the
 /// default guard refuses).

@@ -1,0 +1,436 @@
+//! Agent settings: `config.toml` in the user's config dir, overridden by flags.
+//!
+//! Why a file and flags: an admin deploys one `config.toml` (relay URL,
+//! capacity, allowed lab networks), a developer overrides one value on the
+//! command line. Precedence is flag > file > built-in default; the relay URL
+//! may also come from the credentials saved at enrollment, so `enroll` then
+//! `run --headless` works with no file at all.
+//!
+//! Secrets never live here (protocol.md §4.5): unknown keys are refused, so a
+//! `device_secret = "…"` line is an error rather than a silently kept secret.
+//!
+//! Paths can be redirected with `LINK_PEELER_CONFIG` (the file) and
+//! `LINK_PEELER_DATA_DIR` (outbox, logs, lock) so tests and several agents on
+//! one account stay apart.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use url::{Host, Url};
+
+/// Environment variable naming the config file (overrides the default location).
+pub const ENV_CONFIG: &str = "LINK_PEELER_CONFIG";
+/// Environment variable naming the data dir (outbox, logs, instance lock).
+pub const ENV_DATA_DIR: &str = "LINK_PEELER_DATA_DIR";
+
+/// Resolutions run at once unless configured.
+pub const DEFAULT_CAPACITY: u32 = 4;
+/// Longest a long-poll is held open by the relay (protocol.md §4 allows 0–30).
+pub const DEFAULT_POLL_WAIT_SECONDS: u32 = 30;
+
+/// Why settings could not be assembled. Every message fits on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    Malformed { path: PathBuf, message: String },
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid relay URL {url:?}: {why}")]
+    RelayUrl { url: String, why: String },
+    #[error(
+        "no relay URL: pass --relay URL, set `relay` in {path}, or enroll with `link-peeler enroll --relay URL --code CODE`"
+    )]
+    NoRelay { path: PathBuf },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "cannot find a home directory for the config and data dirs; set {ENV_CONFIG} and {ENV_DATA_DIR}"
+    )]
+    NoHome,
+}
+
+/// The contents of `config.toml`. Every key is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Relay base URL (`https://…`; `http://` only for loopback).
+    pub relay: Option<String>,
+    /// Resolutions run at once (1–64, default 4).
+    pub capacity: Option<u32>,
+    /// User-Agent the resolver sends (default: the resolver's own).
+    pub user_agent: Option<String>,
+    /// Extra networks the resolver may fetch, e.g. `["127.0.0.0/8"]` for a lab.
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+    /// How long the relay may hold a poll open (0–30 s, default 30).
+    pub poll_wait_seconds: Option<u32>,
+}
+
+/// Command-line overrides; `None`/empty means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub relay: Option<String>,
+    pub capacity: Option<u32>,
+    pub allow_networks: Vec<IpNet>,
+    pub user_agent: Option<String>,
+}
+
+/// The settings the agent runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `None` until a relay is known (flag, file, or enrolled credentials).
+    pub relay: Option<Url>,
+    pub capacity: u32,
+    pub user_agent: Option<String>,
+    pub allow_networks: Vec<IpNet>,
+    pub poll_wait_seconds: u32,
+}
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "link-peeler")
+}
+
+/// Where `config.toml` is read from: `explicit` > `$LINK_PEELER_CONFIG` > the user's config dir.
+pub fn config_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os(ENV_CONFIG).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    project_dirs()
+        .map(|d| d.config_dir().join("config.toml"))
+        .ok_or(ConfigError::NoHome)
+}
+
+/// Where the outbox, logs and instance lock live: `$LINK_PEELER_DATA_DIR` > the user's local data dir.
+pub fn data_dir() -> Result<PathBuf, ConfigError> {
+    if let Some(p) = std::env::var_os(ENV_DATA_DIR).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    project_dirs()
+        .map(|d| d.data_local_dir().to_path_buf())
+        .ok_or(ConfigError::NoHome)
+}
+
+/// Reads `path`; a missing file is an empty config, a malformed one an error.
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
+        Err(source) => {
+            return Err(ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    parse_file(&text).map_err(|message| ConfigError::Malformed {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Parses config text; the error is one line (toml's own message spans several).
+pub fn parse_file(text: &str) -> Result<FileConfig, String> {
+    parse_toml_as::<FileConfig>(text)
+}
+
+/// Parses TOML into `T`; the error is one line with the line number.
+pub fn parse_toml_as<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str::<T>(text).map_err(|e| {
+        let location = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}: ")
+            })
+            .unwrap_or_default();
+        format!("{location}{}", e.message().trim().replace('\n', " "))
+    })
+}
+
+/// Merges file and flags into [`Settings`], validating every value.
+pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigError> {
+    let relay = match flags.relay.as_deref().or(file.relay.as_deref()) {
+        Some(raw) => Some(relay_url(raw)?),
+        None => None,
+    };
+    let capacity = flags.capacity.or(file.capacity).unwrap_or(DEFAULT_CAPACITY);
+    if !(1..=link_peeler_wire::protocol::MAX_POLL_CAPACITY).contains(&capacity) {
+        return Err(ConfigError::Invalid(format!(
+            "capacity must be between 1 and {}, not {capacity}",
+            link_peeler_wire::protocol::MAX_POLL_CAPACITY
+        )));
+    }
+    let poll_wait_seconds = file.poll_wait_seconds.unwrap_or(DEFAULT_POLL_WAIT_SECONDS);
+    if poll_wait_seconds > link_peeler_wire::protocol::MAX_POLL_WAIT_SECONDS {
+        return Err(ConfigError::Invalid(format!(
+            "poll_wait_seconds must be between 0 and {}, not {poll_wait_seconds}",
+            link_peeler_wire::protocol::MAX_POLL_WAIT_SECONDS
+        )));
+    }
+    let allow_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks
+            .iter()
+            .map(|s| {
+                s.parse::<IpNet>().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "allow_networks: {s:?} is not a CIDR such as 127.0.0.0/8"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        flags.allow_networks.clone()
+    };
+    let user_agent = flags.user_agent.clone().or_else(|| file.user_agent.clone());
+    if let Some(ua) = &user_agent
+        && (ua.is_empty() || ua.len() > 512 || ua.chars().any(char::is_control))
+    {
+        return Err(ConfigError::Invalid(
+            "user agent must be 1–512 bytes without control characters".into(),
+        ));
+    }
+    Ok(Settings {
+        relay,
+        capacity,
+        user_agent,
+        allow_networks,
+        poll_wait_seconds,
+    })
+}
+
+/// A config file that was found (or not) and the settings made from it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    /// Whether the file exists (a missing file means defaults).
+    pub present: bool,
+    pub file: FileConfig,
+    pub settings: Settings,
+    /// What the admin manages on this machine (overrides `file` and flags):
+    /// `managed.keys()` names the settings a user interface shows as managed.
+    pub managed: super::managed::Managed,
+}
+
+/// Finds, reads and merges the config with `flags`, the admin's managed settings on top.
+pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Loaded, ConfigError> {
+    let path = config_path(explicit)?;
+    let present = path.exists();
+    let file = load_file(&path)?;
+    let managed = super::managed::load()?;
+    let mut merged = file.clone();
+    let flags = managed.apply(&mut merged, flags);
+    let settings = resolve(&merged, &flags)?;
+    Ok(Loaded {
+        path,
+        present,
+        file,
+        settings,
+        managed,
+    })
+}
+
+/// Parses and checks a relay base URL without touching the network.
+///
+/// `https://` always; `http://` only when the host is loopback (`127.0.0.0/8`,
+/// `::1`, `localhost`), so a relay secret never crosses a network in clear
+/// text. The check looks only at the URL text: no name is resolved, no
+/// connection is made, so a refused URL is never contacted.
+pub fn relay_url(raw: &str) -> Result<Url, ConfigError> {
+    let bad = |why: &str| ConfigError::RelayUrl {
+        url: raw.to_owned(),
+        why: why.to_owned(),
+    };
+    let mut url = Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not contain a user name or password"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not contain a query or fragment"));
+    }
+    let host = url.host().ok_or_else(|| bad("must have a host"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&host) => {}
+        "http" => {
+            return Err(bad(
+                "plain http:// is allowed only for a loopback relay (127.0.0.1, ::1, localhost); use https://",
+            ));
+        }
+        other => return Err(bad(&format!("scheme {other}: must be https://"))),
+    }
+    // A relay behind a path prefix (https://host/lp/) keeps it when paths are joined.
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+/// True for `127.0.0.0/8`, `::1` and the name `localhost` (resolved by no one but us).
+pub fn is_loopback_host(host: &Host<&str>) -> bool {
+    match host {
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// True when `url`'s host is loopback.
+pub fn is_loopback_url(url: &Url) -> bool {
+    url.host().is_some_and(|h| is_loopback_host(&h))
+}
+
+/// The loopback ranges (`127.0.0.0/8`, `::1/128`): what `demo` and tests let the resolver reach.
+pub fn loopback_networks() -> Vec<IpNet> {
+    vec![
+        IpNet::new_assert(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)), 8),
+        IpNet::new_assert(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 128),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_url_rules() {
+        for ok in [
+            "https://relay.example.com",
+            "https://relay.example.com/lp",
+            "http://127.0.0.1:8787",
+            "http://127.5.6.7/",
+            "http://[::1]:9/",
+            "http://localhost:8787",
+        ] {
+            let u = relay_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert!(u.path().ends_with('/'), "{u}");
+        }
+        for bad in [
+            "http://relay.example.com",
+            "http://10.0.0.1/",
+            "http://[::2]/",
+            "http://localhost.example.com/",
+            "ftp://relay.example.com",
+            "relay.example.com",
+            "https://user:pw@relay.example.com",
+            "https://relay.example.com/?x=1",
+            "",
+        ] {
+            assert!(relay_url(bad).is_err(), "{bad} must be refused");
+        }
+        let e = relay_url("http://relay.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("https://"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn path_prefix_is_kept_when_joining() {
+        let u = relay_url("https://h.example/lp").unwrap();
+        assert_eq!(
+            u.join("api/agent/poll").unwrap().as_str(),
+            "https://h.example/lp/api/agent/poll"
+        );
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = parse_file(
+            "relay = \"https://a.example\"\ncapacity = 8\nallow_networks = [\"10.1.0.0/16\"]\nuser_agent = \"file\"\n",
+        )
+        .unwrap();
+        let s = resolve(&file, &Overrides::default()).unwrap();
+        assert_eq!(s.capacity, 8);
+        assert_eq!(s.relay.unwrap().as_str(), "https://a.example/");
+        assert_eq!(s.allow_networks, vec!["10.1.0.0/16".parse().unwrap()]);
+        let flags = Overrides {
+            relay: Some("http://127.0.0.1:1".into()),
+            capacity: Some(32),
+            allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            user_agent: Some("flag".into()),
+        };
+        let s = resolve(&file, &flags).unwrap();
+        assert_eq!(s.capacity, 32);
+        assert_eq!(s.user_agent.as_deref(), Some("flag"));
+        assert_eq!(s.relay.unwrap().as_str(), "http://127.0.0.1:1/");
+        assert_eq!(s.allow_networks, vec!["127.0.0.0/8".parse().unwrap()]);
+    }
+
+    #[test]
+    fn defaults_and_bounds() {
+        let s = resolve(&FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(s.capacity, DEFAULT_CAPACITY);
+        assert_eq!(s.poll_wait_seconds, DEFAULT_POLL_WAIT_SECONDS);
+        assert!(s.relay.is_none());
+        for cap in [0, 65] {
+            let flags = Overrides {
+                capacity: Some(cap),
+                ..Default::default()
+            };
+            assert!(resolve(&FileConfig::default(), &flags).is_err());
+        }
+        let file = FileConfig {
+            poll_wait_seconds: Some(31),
+            ..Default::default()
+        };
+        assert!(resolve(&file, &Overrides::default()).is_err());
+        let file = FileConfig {
+            allow_networks: vec!["not-a-net".into()],
+            ..Default::default()
+        };
+        assert!(resolve(&file, &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn malformed_or_secret_bearing_files_are_refused_in_one_line() {
+        for bad in [
+            "relay = ",
+            "capacity = \"four\"",
+            "device_secret = \"s3cr3t\"",
+            "[[[",
+        ] {
+            let e = parse_file(bad).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
+            assert!(!e.is_empty());
+        }
+        assert!(
+            parse_file("capacity = \"four\"")
+                .unwrap_err()
+                .contains("line 1")
+        );
+        assert_eq!(parse_file("").unwrap(), FileConfig::default());
+    }
+
+    #[test]
+    fn missing_file_is_empty_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = load_file(&dir.path().join("nope.toml")).unwrap();
+        assert_eq!(cfg, FileConfig::default());
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, "capacity = [").unwrap();
+        let e = load_file(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn loopback_networks_cover_both_families() {
+        let nets = loopback_networks();
+        assert!(
+            nets.iter()
+                .any(|n| n.contains(&IpAddr::from([127, 0, 0, 9])))
+        );
+        assert!(
+            nets.iter()
+                .any(|n| n.contains(&IpAddr::from(std::net::Ipv6Addr::LOCALHOST)))
+        );
+    }
+}

@@ -1,0 +1,381 @@
+//! Self-enrollment from the managed relay URL + one-time code, and the
+//! attempts record (`<data dir>/managed-enrollment.json`) that makes sure a
+//! code that enrolled or was refused is never sent again.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::{ATTEMPTS_FILE, Managed, location};
+use crate::backoff;
+use crate::client::{RelayClient, RelayError};
+use crate::credentials::{self, DeviceCredentials, Keychain};
+use link_peeler_wire::protocol::EnrollRequest;
+
+/// What [`enroll_if_needed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutoEnroll {
+    /// No managed relay URL + code: nothing to do.
+    NotConfigured,
+    /// Credentials already exist (keychain or environment): the code is not used.
+    AlreadyEnrolled,
+    /// Enrolled now; the credentials are in the keychain.
+    Enrolled { device_id: String },
+    /// Stopped (signal, tray quit) while waiting to retry.
+    Stopped,
+}
+
+/// Why self-enrollment did not happen. One line each, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AutoEnrollError {
+    #[error(
+        "the managed enrollment code from {origin} was already used on this computer (device {device_id}) and is not sent again; sign in with `link-peeler enroll`, or ask your admin for a new code"
+    )]
+    AlreadyUsed { origin: String, device_id: String },
+    #[error(
+        "the relay refused the managed enrollment code from {origin} ({message}); it will not be tried again: ask your admin for a new code"
+    )]
+    Refused { origin: String, message: String },
+    #[error("cannot enroll from the managed configuration: {0}")]
+    Keychain(#[from] credentials::CredentialError),
+    #[error(
+        "enrolled as {device_id} from the managed configuration but could not store the credentials ({detail}); ask your admin to revoke {device_id} and deploy a new code"
+    )]
+    NotStored { device_id: String, detail: String },
+    #[error(
+        "cannot record the managed enrollment attempt in {path} ({detail}); the code was not sent"
+    )]
+    Record { path: String, detail: String },
+    #[error("cannot enroll from the managed configuration: {0}")]
+    Other(String),
+}
+
+/// The remembered attempts, keyed by the hash of (relay, code).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Attempts {
+    pub attempts: BTreeMap<String, Attempt>,
+}
+
+/// One (relay, code) pair's history. The code itself is never stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Attempt {
+    pub relay: String,
+    /// Requests sent (or about to be sent) with this pair.
+    pub tries: u32,
+    /// Unix seconds of the last try.
+    pub last_try: i64,
+    /// Unix seconds before which the next try must not start (the relay's `Retry-After`).
+    pub not_before: i64,
+    pub outcome: Outcome,
+    pub device_id: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Where a pair stands. `Enrolled`, `Refused` and `NotStored` are final.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Sent (or about to be) without a final answer yet: may be retried after a backoff.
+    #[default]
+    Pending,
+    Enrolled,
+    Refused,
+    NotStored,
+}
+
+/// The attempt key: SHA-256 over the relay URL and the code (the code is not recoverable from it).
+pub fn attempt_key(relay: &Url, code: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"link-peeler managed enrollment\0");
+    h.update(relay.as_str().as_bytes());
+    h.update(b"\0");
+    h.update(code.trim().as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The attempts file of a data dir.
+pub fn attempts_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(ATTEMPTS_FILE)
+}
+
+/// Reads the attempts file; a missing file is empty. An unreadable one is an
+/// error: forgetting it could replay a code.
+pub fn load_attempts(data_dir: &Path) -> Result<Attempts, String> {
+    let path = attempts_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("unreadable: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Attempts::default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes the attempts file atomically (temporary file, fsync, rename).
+pub fn save_attempts(data_dir: &Path, attempts: &Attempts) -> Result<(), String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+    let text = serde_json::to_vec_pretty(attempts).map_err(|e| e.to_string())?;
+    let mut tmp = tempfile::NamedTempFile::new_in(data_dir).map_err(|e| e.to_string())?;
+    tmp.write_all(&text).map_err(|e| e.to_string())?;
+    tmp.as_file().sync_all().map_err(|e| e.to_string())?;
+    tmp.persist(attempts_path(data_dir))
+        .map_err(|e| e.error.to_string())?;
+    #[cfg(unix)]
+    if let Ok(dir) = std::fs::File::open(data_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// How long to wait before try number `tries + 1` of a pending pair: `min(60 s, 2^(tries-1) s)`
+/// after the last try, so even a crash-looping agent sends at most one request a minute.
+pub fn retry_wait(tries: u32, last_try: i64, now: i64) -> Duration {
+    if tries == 0 {
+        return Duration::ZERO;
+    }
+    let step = 1u64
+        .checked_shl(tries.saturating_sub(1).min(31))
+        .unwrap_or(u64::MAX)
+        .min(backoff::CAP.as_secs());
+    let elapsed = u64::try_from(now.saturating_sub(last_try)).unwrap_or(0);
+    Duration::from_secs(step.saturating_sub(elapsed))
+}
+
+/// True for relay answers that say the code will never work (as opposed to "try later").
+fn is_refusal(e: &RelayError) -> bool {
+    matches!(e.status(), Some(s) if (400..500).contains(&s) && s != 408 && s != 429)
+}
+
+/// Enrolls this user from the managed relay URL + code when not enrolled yet.
+///
+/// Runs before the agent loop (`run --headless`, the tray). Never sends a
+/// (relay, code) pair that already enrolled or was refused; retries
+/// transient failures with backoff until `stop` is cancelled.
+pub async fn enroll_if_needed(
+    managed: &Managed,
+    data_dir: &Path,
+    profile: Option<&str>,
+    stop: &CancellationToken,
+) -> Result<AutoEnroll, AutoEnrollError> {
+    let (Some(relay), Some(code)) = (&managed.relay, &managed.enrollment_code) else {
+        return Ok(AutoEnroll::NotConfigured);
+    };
+    let source = managed.source.clone().unwrap_or_else(location);
+    if credentials::from_env()?.is_some() {
+        return Ok(AutoEnroll::AlreadyEnrolled);
+    }
+    let keychain = Keychain::open(profile)?;
+    if keychain.load()?.is_some() {
+        return Ok(AutoEnroll::AlreadyEnrolled);
+    }
+    let key = attempt_key(relay, code);
+    let record_err = |detail: String| AutoEnrollError::Record {
+        path: attempts_path(data_dir).display().to_string(),
+        detail,
+    };
+    let request = EnrollRequest {
+        code: code.trim().to_owned(),
+        name: Some(crate::host_name()),
+        platform: Some(crate::platform().to_owned()),
+        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+    };
+    let client = RelayClient::new(relay.clone(), None)
+        .map_err(|e| AutoEnrollError::Other(format!("cannot build the HTTP client: {e}")))?;
+    loop {
+        let mut all = load_attempts(data_dir).map_err(record_err)?;
+        let mut attempt = all.attempts.get(&key).cloned().unwrap_or_else(|| Attempt {
+            relay: relay.to_string(),
+            ..Attempt::default()
+        });
+        match attempt.outcome {
+            Outcome::Pending => {}
+            Outcome::Enrolled | Outcome::NotStored => {
+                return Err(AutoEnrollError::AlreadyUsed {
+                    origin: source,
+                    device_id: attempt.device_id.unwrap_or_else(|| "?".into()),
+                });
+            }
+            Outcome::Refused => {
+                return Err(AutoEnrollError::Refused {
+                    origin: source,
+                    message: format!(
+                        "refused earlier: {}",
+                        attempt.message.as_deref().unwrap_or("no reason given")
+                    ),
+                });
+            }
+        }
+        let now = link_peeler_wire::signing::unix_now();
+        let wait = retry_wait(attempt.tries, attempt.last_try, now).max(Duration::from_secs(
+            u64::try_from(attempt.not_before - now).unwrap_or(0),
+        ));
+        if !wait.is_zero() {
+            tracing::info!(
+                wait_seconds = wait.as_secs(),
+                "waiting before retrying managed enrollment"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return Ok(AutoEnroll::Stopped),
+            }
+        }
+        // Remember the try before the code leaves this machine.
+        attempt.tries = attempt.tries.saturating_add(1);
+        attempt.last_try = link_peeler_wire::signing::unix_now();
+        all.attempts.insert(key.clone(), attempt.clone());
+        save_attempts(data_dir, &all).map_err(record_err)?;
+        tracing::info!(relay = %relay, source = %source, try_number = attempt.tries, "enrolling from the managed configuration");
+
+        let answer = tokio::select! {
+            r = client.enroll(&request) => r,
+            _ = stop.cancelled() => return Ok(AutoEnroll::Stopped),
+        };
+        let mut finish = |attempt: &mut Attempt,
+                          outcome: Outcome,
+                          device_id: Option<String>,
+                          message: Option<String>| {
+            attempt.outcome = outcome;
+            attempt.device_id = device_id;
+            attempt.message = message;
+            all.attempts.insert(key.clone(), attempt.clone());
+            save_attempts(data_dir, &all)
+        };
+        match answer {
+            Ok(answer) => {
+                let creds = DeviceCredentials {
+                    device_id: answer.device_id.clone(),
+                    device_secret: answer.device_secret,
+                    relay: Some(relay.to_string()),
+                };
+                if let Err(e) = keychain.save(&creds) {
+                    let _ = finish(
+                        &mut attempt,
+                        Outcome::NotStored,
+                        Some(creds.device_id.clone()),
+                        Some(e.to_string()),
+                    );
+                    return Err(AutoEnrollError::NotStored {
+                        device_id: creds.device_id,
+                        detail: e.to_string(),
+                    });
+                }
+                finish(
+                    &mut attempt,
+                    Outcome::Enrolled,
+                    Some(creds.device_id.clone()),
+                    None,
+                )
+                .map_err(record_err)?;
+                tracing::info!(device = %creds.device_id, relay = %relay, "enrolled from the managed configuration");
+                return Ok(AutoEnroll::Enrolled {
+                    device_id: creds.device_id,
+                });
+            }
+            Err(e) if is_refusal(&e) => {
+                let message = match &e {
+                    RelayError::Api { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                finish(&mut attempt, Outcome::Refused, None, Some(message.clone()))
+                    .map_err(record_err)?;
+                tracing::error!(error = %e, "the relay refused the managed enrollment code");
+                return Err(AutoEnrollError::Refused {
+                    origin: source,
+                    message,
+                });
+            }
+            Err(e) => {
+                // The code may or may not have been spent; the next try will tell (a
+                // spent code is refused, and then never sent again).
+                let floor = e.retry_after().map(|d| d.min(backoff::MAX_RETRY_AFTER));
+                attempt.not_before = attempt.last_try + floor.map_or(0, |d| d.as_secs() as i64);
+                finish(&mut attempt, Outcome::Pending, None, Some(e.to_string()))
+                    .map_err(record_err)?;
+                tracing::warn!(error = %e, "managed enrollment failed; will retry with backoff");
+            }
+        }
+    }
+}
+
+/// [`enroll_if_needed`] for a caller without a runtime (`run --headless`),
+/// before the agent loop starts. A signal while it waits ends the process
+/// (nothing is in flight yet), so no stop token is needed.
+pub fn enroll_at_start(managed: &Managed, data_dir: &Path) -> Result<AutoEnroll, AutoEnrollError> {
+    if !managed.can_enroll() {
+        return Ok(AutoEnroll::NotConfigured);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AutoEnrollError::Other(format!("cannot start a runtime: {e}")))?;
+    runtime.block_on(enroll_if_needed(
+        managed,
+        data_dir,
+        None,
+        &CancellationToken::new(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    #[test]
+    fn attempt_keys_hide_the_code_and_differ_per_relay() {
+        let a = relay_url_for_test("https://a.example");
+        let b = relay_url_for_test("https://b.example");
+        let k = attempt_key(&a, "K7Q2-ABCD");
+        assert_eq!(k.len(), 64);
+        assert!(!k.contains("K7Q2"));
+        assert_eq!(k, attempt_key(&a, " K7Q2-ABCD "));
+        assert_ne!(k, attempt_key(&b, "K7Q2-ABCD"));
+        assert_ne!(k, attempt_key(&a, "K7Q2-ABCE"));
+    }
+
+    fn relay_url_for_test(s: &str) -> Url {
+        config::relay_url(s).unwrap()
+    }
+
+    #[test]
+    fn retry_waits_grow_to_a_minute_and_count_from_the_last_try() {
+        assert_eq!(retry_wait(0, 0, 1000), Duration::ZERO);
+        assert_eq!(retry_wait(1, 1000, 1000), Duration::from_secs(1));
+        assert_eq!(retry_wait(3, 1000, 1000), Duration::from_secs(4));
+        assert_eq!(retry_wait(30, 1000, 1000), Duration::from_secs(60));
+        assert_eq!(retry_wait(30, 1000, 1030), Duration::from_secs(30));
+        assert_eq!(retry_wait(30, 1000, 5000), Duration::ZERO);
+    }
+
+    #[test]
+    fn attempts_file_round_trips_and_never_holds_the_code() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_attempts(dir.path()).unwrap(), Attempts::default());
+        let mut all = Attempts::default();
+        all.attempts.insert(
+            "k".into(),
+            Attempt {
+                relay: "https://r.example/".into(),
+                tries: 2,
+                last_try: 5,
+                not_before: 0,
+                outcome: Outcome::Refused,
+                device_id: None,
+                message: Some("enrollment code was already used".into()),
+            },
+        );
+        save_attempts(dir.path(), &all).unwrap();
+        assert_eq!(load_attempts(dir.path()).unwrap(), all);
+        std::fs::write(attempts_path(dir.path()), "{").unwrap();
+        assert!(
+            load_attempts(dir.path()).is_err(),
+            "a corrupt record is an error, not a reset"
+        );
+    }
+}

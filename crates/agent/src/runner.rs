@@ -1,0 +1,489 @@
+//! The agent loop: deliver parked results, long-poll with free capacity, run
+//! resolutions, post each result — and stop cleanly.
+//!
+//! Shape (one task owns the loop, workers own one lease each):
+//!
+//! ```text
+//!   ┌──────────── loop until stop / sign-in required ─────────────┐
+//!   │ 1. outbox not empty?  post parked results first (backoff)    │
+//!   │ 2. no free capacity?  wait for a worker to finish            │
+//!   │ 3. poll(capacity - running, waitSeconds)   (backoff on error)│
+//!   │ 4. each task → worker: resolve → outbox (fsync) → post →     │
+//!   │                        delete from outbox once accepted      │
+//!   └──────────────────────────────────────────────────────────────┘
+//!   stop: cancel the poll, give workers up to 30 s, report what is parked
+//! ```
+//!
+//! Invariants: a result is on disk before it is posted and leaves the disk
+//! only when the relay accepted it or answered that it never will (the
+//! [`policy`](super::policy) table); while the relay is failing, the loop
+//! sleeps per the full-jitter [`Backoff`] instead of polling, so an outage
+//! costs one request per backoff step, not a tight loop; a revoked device
+//! ends the loop with [`Exit::SignInRequired`].
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::activity::{Activity, Connection, Publisher};
+use super::backoff::Backoff;
+use super::client::{RelayClient, RelayError};
+use super::outbox::{Outbox, Pending, now_ms};
+use super::policy::{Op, Verdict};
+use super::resolve::LinkResolver;
+use link_peeler_wire::protocol::{ResultPost, Task};
+
+/// How long in-flight resolutions may run after a stop request.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the runner behaves.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Resolutions at once (1–64).
+    pub capacity: u32,
+    /// Long-poll hold time asked of the relay (0–30 s).
+    pub poll_wait_seconds: u32,
+    /// Grace for in-flight work after a stop request.
+    pub drain_timeout: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            capacity: super::config::DEFAULT_CAPACITY,
+            poll_wait_seconds: super::config::DEFAULT_POLL_WAIT_SECONDS,
+            drain_timeout: DRAIN_TIMEOUT,
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// The runner's share of the agent's settings (headless and tray alike).
+    pub fn from_settings(settings: &super::config::Settings) -> Self {
+        RunnerConfig {
+            capacity: settings.capacity,
+            poll_wait_seconds: settings.poll_wait_seconds,
+            ..Default::default()
+        }
+    }
+}
+
+/// Why the runner returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped on request. `parked` results wait in the outbox; `abandoned`
+    /// resolutions did not finish in time (their leases will expire and the
+    /// relay will hand them out again).
+    Stopped { parked: usize, abandoned: usize },
+    /// The relay refused these credentials (revoked, unknown, bad signature).
+    SignInRequired { reason: String, parked: usize },
+}
+
+/// Running totals, shared with whoever wants to watch (demo, bench, tests).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub polls: AtomicU64,
+    pub poll_failures: AtomicU64,
+    pub tasks: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+    pub parked: AtomicU64,
+}
+
+impl Counters {
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a worker (or one outbox delivery) ended with.
+#[derive(Debug)]
+enum Outcome {
+    Delivered,
+    Dropped,
+    /// Kept in the outbox; the error says why (and may carry `Retry-After`).
+    Parked(RelayError),
+    SignIn(String),
+}
+
+struct Shared<R> {
+    client: Arc<RelayClient>,
+    resolver: R,
+    outbox: Outbox,
+    counters: Arc<Counters>,
+    /// What the loop is doing, for a user interface (the tray).
+    activity: Publisher,
+    /// Tasks a worker is handling, so an outbox flush does not post them twice.
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// The agent loop for one relay and one device.
+pub struct Runner<R> {
+    shared: Arc<Shared<R>>,
+    cfg: RunnerConfig,
+    stop: CancellationToken,
+}
+
+impl<R: LinkResolver> Runner<R> {
+    pub fn new(
+        client: Arc<RelayClient>,
+        resolver: R,
+        outbox: Outbox,
+        cfg: RunnerConfig,
+        stop: CancellationToken,
+    ) -> Self {
+        Runner {
+            shared: Arc::new(Shared {
+                client,
+                resolver,
+                outbox,
+                counters: Arc::default(),
+                activity: Publisher::default(),
+                in_flight: Mutex::default(),
+            }),
+            cfg,
+            stop,
+        }
+    }
+
+    /// Live counters of this runner.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.shared.counters.clone()
+    }
+
+    /// The live [`Activity`] of this runner (connection, in flight, delivered).
+    pub fn activity(&self) -> watch::Receiver<Activity> {
+        self.shared.activity.subscribe()
+    }
+
+    /// Runs until `stop` is cancelled or the relay asks for a new sign-in.
+    pub async fn run(self) -> Exit {
+        let s = &self.shared;
+        tracing::info!(
+            relay = %s.client.base(),
+            device = s.client.device_id().as_deref().unwrap_or("?"),
+            capacity = self.cfg.capacity,
+            "agent started"
+        );
+        let mut backoff = Backoff::default();
+        let mut workers: JoinSet<Outcome> = JoinSet::new();
+        let mut outbox_dirty = true;
+        let mut sign_in: Option<String> = None;
+        // Until a poll succeeds, poll without holding (waitSeconds 0) so a
+        // user interface learns "connected" at once, not a long-poll later.
+        let mut connected = false;
+
+        loop {
+            while let Some(done) = workers.try_join_next() {
+                note(done, &mut outbox_dirty, &mut sign_in);
+            }
+            if sign_in.is_some() || self.stop.is_cancelled() {
+                break;
+            }
+            if outbox_dirty {
+                match self.flush_outbox().await {
+                    Ok(()) => outbox_dirty = false,
+                    Err(FlushError::SignIn(reason)) => {
+                        sign_in = Some(reason);
+                        break;
+                    }
+                    Err(FlushError::Retry(e)) => {
+                        let delay = backoff.next_delay(e.retry_after());
+                        connected = false;
+                        s.activity.connection(retrying(delay, &e));
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot deliver parked results");
+                        self.pause(delay).await;
+                        continue;
+                    }
+                }
+            }
+            let free = self.cfg.capacity.saturating_sub(workers.len() as u32);
+            if free == 0 {
+                tokio::select! {
+                    done = workers.join_next() => if let Some(done) = done {
+                        note(done, &mut outbox_dirty, &mut sign_in);
+                    },
+                    _ = self.stop.cancelled() => {}
+                }
+                continue;
+            }
+            let polled = tokio::select! {
+                r = s.client.poll(free, if connected { self.cfg.poll_wait_seconds } else { 0 }) => r,
+                // Dropping a held poll is safe: the relay releases leases of an abandoned poll.
+                _ = self.stop.cancelled() => break,
+            };
+            Counters::bump(&s.counters.polls);
+            match polled {
+                Ok(tasks) => {
+                    if backoff.failures() > 0 {
+                        tracing::info!("relay reachable again");
+                    }
+                    backoff.reset();
+                    connected = true;
+                    s.activity.connection(Connection::Online);
+                    for task in tasks {
+                        self.start(&mut workers, task);
+                    }
+                }
+                Err(e) if e.verdict(Op::Poll) == Verdict::SignIn => {
+                    sign_in = Some(e.to_string());
+                    break;
+                }
+                Err(e) => {
+                    Counters::bump(&s.counters.poll_failures);
+                    let delay = backoff.next_delay(e.retry_after());
+                    connected = false;
+                    s.activity.connection(retrying(delay, &e));
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "poll failed");
+                    self.pause(delay).await;
+                }
+            }
+        }
+
+        let abandoned = self
+            .drain(&mut workers, &mut outbox_dirty, &mut sign_in)
+            .await;
+        let parked = s.outbox.len().unwrap_or(0);
+        if parked > 0 {
+            tracing::info!(
+                parked,
+                "results parked in the outbox; they are posted first at the next start"
+            );
+        }
+        match sign_in {
+            Some(reason) => {
+                s.activity.connection(Connection::SignInRequired {
+                    reason: reason.clone(),
+                });
+                tracing::error!(%reason, "sign-in required: the relay no longer accepts this device; polling stopped");
+                Exit::SignInRequired { reason, parked }
+            }
+            None => {
+                tracing::info!(parked, abandoned, "agent stopped");
+                Exit::Stopped { parked, abandoned }
+            }
+        }
+    }
+
+    fn start(&self, workers: &mut JoinSet<Outcome>, task: Task) {
+        Counters::bump(&self.shared.counters.tasks);
+        self.shared.activity.task_started();
+        if let Ok(mut set) = self.shared.in_flight.lock() {
+            set.insert(task.task_id.clone());
+        }
+        tracing::debug!(task = %task.task_id, attempt = task.attempt, "task leased");
+        let shared = self.shared.clone();
+        workers.spawn(async move {
+            let id = task.task_id.clone();
+            let outcome = work(&shared, task).await;
+            shared
+                .activity
+                .task_finished(matches!(outcome, Outcome::Delivered));
+            if let Ok(mut set) = shared.in_flight.lock() {
+                set.remove(&id);
+            }
+            outcome
+        });
+    }
+
+    /// Lets workers finish for up to the drain timeout; returns how many were cut off.
+    async fn drain(
+        &self,
+        workers: &mut JoinSet<Outcome>,
+        outbox_dirty: &mut bool,
+        sign_in: &mut Option<String>,
+    ) -> usize {
+        if workers.is_empty() {
+            return 0;
+        }
+        tracing::info!(
+            in_flight = workers.len(),
+            grace_s = self.cfg.drain_timeout.as_secs(),
+            "waiting for in-flight resolutions"
+        );
+        let deadline = tokio::time::sleep(self.cfg.drain_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                done = workers.join_next() => match done {
+                    Some(done) => note(done, outbox_dirty, sign_in),
+                    None => return 0,
+                },
+                _ = &mut deadline => {
+                    let n = workers.len();
+                    workers.abort_all();
+                    self.shared.activity.none_in_flight();
+                    tracing::warn!(abandoned = n, "in-flight resolutions did not finish in time; their leases will expire and the relay will hand them out again");
+                    return n;
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    /// Posts every parked result, oldest first. Stops at the first retryable failure.
+    async fn flush_outbox(&self) -> Result<(), FlushError> {
+        let s = &self.shared;
+        let outbox = s.outbox.clone();
+        let pending = match tokio::task::spawn_blocking(move || outbox.pending()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, dir = %s.outbox.dir().display(), "cannot read the outbox");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outbox reader failed");
+                return Ok(());
+            }
+        };
+        if !pending.is_empty() {
+            tracing::info!(count = pending.len(), "delivering parked results");
+        }
+        for p in pending {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            let busy = s
+                .in_flight
+                .lock()
+                .map(|set| set.contains(&p.task_id))
+                .unwrap_or(false);
+            if busy {
+                continue;
+            }
+            match deliver(s, p).await {
+                Outcome::SignIn(reason) => return Err(FlushError::SignIn(reason)),
+                Outcome::Parked(e) => return Err(FlushError::Retry(e)),
+                Outcome::Delivered => s.activity.delivered_from_outbox(),
+                Outcome::Dropped => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn retrying(delay: Duration, e: &RelayError) -> Connection {
+    Connection::Retrying {
+        retry_at: SystemTime::now() + delay,
+        error: e.to_string(),
+    }
+}
+
+enum FlushError {
+    Retry(RelayError),
+    SignIn(String),
+}
+
+fn note(
+    done: Result<Outcome, tokio::task::JoinError>,
+    outbox_dirty: &mut bool,
+    sign_in: &mut Option<String>,
+) {
+    match done {
+        Ok(Outcome::Parked(_)) => *outbox_dirty = true,
+        Ok(Outcome::SignIn(reason)) => {
+            *outbox_dirty = true;
+            sign_in.get_or_insert(reason);
+        }
+        Ok(Outcome::Delivered | Outcome::Dropped) => {}
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => {
+            // A panicking resolution must not take the agent down; its lease will expire.
+            tracing::error!(error = %e, "a resolution task failed");
+            *outbox_dirty = true;
+        }
+    }
+}
+
+/// One lease: resolve, park durably, post, unpark.
+async fn work<R: LinkResolver>(s: &Shared<R>, task: Task) -> Outcome {
+    let result = s.resolver.resolve(&task.tracking_url, &task.options).await;
+    tracing::info!(
+        task = %task.task_id,
+        conclusion = %result.conclusion,
+        hops = result.hops.len(),
+        elapsed_ms = result.elapsed_ms,
+        "resolved"
+    );
+    let pending = Pending {
+        task_id: task.task_id,
+        lease_id: task.lease_id,
+        result,
+        finished_at_ms: now_ms(),
+    };
+    let outbox = s.outbox.clone();
+    let copy = pending.clone();
+    match tokio::task::spawn_blocking(move || outbox.save(&copy)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(task = %pending.task_id, error = %e, "cannot write the result to the outbox; posting without a durable copy")
+        }
+        Err(e) => tracing::error!(task = %pending.task_id, error = %e, "outbox writer failed"),
+    }
+    deliver(s, pending).await
+}
+
+/// Posts one parked result and settles its outbox file per the policy table.
+async fn deliver<R>(s: &Shared<R>, p: Pending) -> Outcome {
+    let task_id = p.task_id.clone();
+    let post = ResultPost {
+        lease_id: p.lease_id,
+        result: p.result,
+    };
+    let settle = |remove: bool| {
+        let outbox = s.outbox.clone();
+        let id = task_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = if remove {
+                outbox.remove(&id)
+            } else {
+                outbox.reject(&id)
+            };
+            if let Err(e) = r {
+                tracing::error!(task = %id, error = %e, "cannot update the outbox");
+            }
+        })
+    };
+    match s.client.post_result(&task_id, &post).await {
+        Ok(()) => {
+            let _ = settle(true).await;
+            Counters::bump(&s.counters.delivered);
+            tracing::debug!(task = %task_id, "result delivered");
+            Outcome::Delivered
+        }
+        Err(e) => match e.verdict(Op::PostResult) {
+            Verdict::Drop => {
+                tracing::warn!(task = %task_id, error = %e, "dropping result: the relay no longer holds this lease");
+                let _ = settle(true).await;
+                Counters::bump(&s.counters.dropped);
+                Outcome::Dropped
+            }
+            Verdict::Reject => {
+                tracing::error!(task = %task_id, error = %e, "the relay refuses this result; moved to outbox/rejected/");
+                let _ = settle(false).await;
+                Counters::bump(&s.counters.dropped);
+                Outcome::Dropped
+            }
+            Verdict::SignIn => {
+                Counters::bump(&s.counters.parked);
+                Outcome::SignIn(e.to_string())
+            }
+            Verdict::Retry | Verdict::FixClockAndRetryOnce => {
+                tracing::warn!(task = %task_id, error = %e, "result parked in the outbox; will retry");
+                Counters::bump(&s.counters.parked);
+                Outcome::Parked(e)
+            }
+        },
+    }
+}

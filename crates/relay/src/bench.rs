@@ -1,0 +1,299 @@
+//! `link-peeler-relay bench`: throughput and latency of the relay on loopback.
+//!
+//! Not a test — it asserts nothing and prints numbers (BENCHMARKS.md records
+//! them). Everything runs in one process on this machine: a relay with a
+//! fresh SQLite file (`synchronous=FULL`, so every 202 is durable), a plain
+//! axum "hello" endpoint as the ceiling of what the HTTP stack can do here,
+//! and a load generator that signs every request like a real client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::admin::{self, NewKey};
+use super::{RelayConfig, serve};
+use link_peeler_wire::protocol::{EnrollResponse, PollResponse, paths};
+use link_peeler_wire::signing::Signer;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Seconds to drive load at each concurrency level
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// Concurrency levels, comma-separated
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1u32, 16, 64], value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: Vec<u32>,
+    /// Submit→pickup samples to take
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub pickups: u32,
+    /// Directory for the benchmark database [default: a temp dir]
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// One measured load level.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Level {
+    pub name: String,
+    pub concurrency: u32,
+    pub requests: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Average writes per fsync'd commit during this level (group commit at work).
+    pub ops_per_commit: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub levels: Vec<Level>,
+    pub pickup_samples: usize,
+    pub pickup_p50_ms: f64,
+    pub pickup_p99_ms: f64,
+}
+
+pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+    link_peeler_wire::tls::init();
+    let tmp = tempfile::Builder::new()
+        .prefix("lp-bench")
+        .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    let db = tmp.path().join("bench.db");
+    let key = admin::create_key(
+        &db,
+        &NewKey {
+            daily_limit: u32::MAX,
+            max_queued: u32::MAX,
+            ..NewKey::named("bench")
+        },
+    )?;
+    let relay = serve(RelayConfig {
+        db_path: db.clone(),
+        listen: "127.0.0.1:0".parse()?,
+        ..RelayConfig::default()
+    })
+    .await?;
+    let hello = hello_server().await?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let signer = Arc::new(Signer::new(
+        key.key_id.clone(),
+        key.secret.clone().into_bytes(),
+    ));
+    let duration = Duration::from_secs(args.seconds);
+
+    let mut levels = Vec::new();
+    for &c in &args.concurrency {
+        let url = format!("{}{}", relay.url(), paths::LINKS_FETCH);
+        let stats = relay.store().writer_stats();
+        let (commits, ops) = (
+            stats.commits.load(Ordering::Relaxed),
+            stats.ops.load(Ordering::Relaxed),
+        );
+        let mut level = drive(&format!("signed submit (c={c})"), c, duration, {
+            let (http, signer) = (http.clone(), signer.clone());
+            move |i| submit_once(http.clone(), signer.clone(), url.clone(), i)
+        })
+        .await;
+        let commits = stats.commits.load(Ordering::Relaxed) - commits;
+        let ops = stats.ops.load(Ordering::Relaxed) - ops;
+        level.ops_per_commit = (commits > 0).then(|| ops as f64 / commits as f64);
+        levels.push(level);
+        progress(json, levels.last());
+    }
+    let top = args.concurrency.iter().copied().max().unwrap_or(64);
+    let hello_url = format!("http://{hello}/hello");
+    levels.push(
+        drive(&format!("axum hello ceiling (c={top})"), top, duration, {
+            let http = http.clone();
+            move |_| {
+                let (http, url) = (http.clone(), hello_url.clone());
+                async move {
+                    http.get(url)
+                        .send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false)
+                }
+            }
+        })
+        .await,
+    );
+    progress(json, levels.last());
+
+    let pickups = pickup_latency(&http, &relay.url(), &db, &signer, args.pickups).await?;
+    let report = Report {
+        levels,
+        pickup_samples: pickups.len(),
+        pickup_p50_ms: percentile(&pickups, 0.50),
+        pickup_p99_ms: percentile(&pickups, 0.99),
+    };
+    relay.shutdown().await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "\nsubmit → waiting long-poll returns the task: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
+            report.pickup_p50_ms, report.pickup_p99_ms, report.pickup_samples
+        );
+    }
+    Ok(())
+}
+
+fn progress(json: bool, level: Option<&Level>) {
+    if let (false, Some(l)) = (json, level) {
+        let batch = l
+            .ops_per_commit
+            .map(|b| format!(", {b:.1} writes/commit"))
+            .unwrap_or_default();
+        println!(
+            "{:<34} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests, {} errors{batch})",
+            l.name, l.per_second, l.p50_ms, l.p99_ms, l.requests, l.errors
+        );
+    }
+}
+
+async fn submit_once(http: reqwest::Client, signer: Arc<Signer>, url: String, i: u64) -> bool {
+    let body = format!(
+        r#"{{"idempotencyKey":"bench-{}-{i}","trackingUrl":"https://trk.example/{i}","source":"bench"}}"#,
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut req = http.post(url).header("content-type", "application/json");
+    for (k, v) in signer.headers(body.as_bytes()) {
+        req = req.header(k, v);
+    }
+    matches!(req.body(body).send().await, Ok(r) if r.status().as_u16() == 202)
+}
+
+/// Runs `concurrency` workers calling `op` back to back for `duration`.
+async fn drive<F, Fut>(name: &str, concurrency: u32, duration: Duration, op: F) -> Level
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let (op, stop) = (op.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut i = u64::from(w) << 32;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if op(i).await {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors += 1;
+                }
+                i += 1;
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        if let Ok((lat, e)) = w.await {
+            all.extend(lat);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    Level {
+        name: name.to_owned(),
+        concurrency,
+        requests: all.len() as u64,
+        errors,
+        per_second: all.len() as f64 / elapsed,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+        ops_per_commit: None,
+    }
+}
+
+/// Submit a job while one agent's long-poll is waiting; time until the poll returns it.
+async fn pickup_latency(
+    http: &reqwest::Client,
+    base: &str,
+    db: &std::path::Path,
+    signer: &Arc<Signer>,
+    samples: u32,
+) -> anyhow::Result<Vec<f64>> {
+    // Drain the queue the load phase filled, so each poll waits for the next job.
+    let code = admin::create_enrollment_code(db, "bench agent")?;
+    let creds: EnrollResponse = http
+        .post(format!("{base}{}", paths::AGENT_ENROLL))
+        .body(format!(r#"{{"code":"{}"}}"#, code.code))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let device = Arc::new(Signer::new(
+        creds.device_id,
+        creds.device_secret.into_bytes(),
+    ));
+    let poll = |capacity: u32, wait: u32| {
+        let (http, device, url) = (
+            http.clone(),
+            device.clone(),
+            format!("{base}{}", paths::AGENT_POLL),
+        );
+        async move {
+            let body = format!(r#"{{"capacity":{capacity},"waitSeconds":{wait}}}"#);
+            let mut req = http.post(url);
+            for (k, v) in device.headers(body.as_bytes()) {
+                req = req.header(k, v);
+            }
+            req.body(body).send().await?.json::<PollResponse>().await
+        }
+    };
+    while !poll(64, 0).await?.tasks.is_empty() {}
+
+    let mut out = Vec::new();
+    let url = format!("{base}{}", paths::LINKS_FETCH);
+    for i in 0..samples {
+        let waiting = tokio::spawn(poll(1, 30));
+        // Let the poll reach the relay and start waiting.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let t = Instant::now();
+        if !submit_once(http.clone(), signer.clone(), url.clone(), u64::from(i)).await {
+            anyhow::bail!("pickup submission failed");
+        }
+        let got = waiting.await??;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        if got.tasks.len() == 1 {
+            out.push(ms);
+        }
+    }
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+async fn hello_server() -> anyhow::Result<std::net::SocketAddr> {
+    let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}

@@ -1,0 +1,134 @@
+//! Body limits and request authentication, in protocol.md §2's order:
+//! body size → the four headers → timestamp window → key → signature → (nonce,
+//! consumed by the writer together with the request's own write).
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, header};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use crate::Rejection;
+use crate::store::{Lookup, NonceUse, PrincipalKind};
+use link_peeler_wire::protocol::{ErrorCode, MAX_BODY_BYTES};
+use link_peeler_wire::signing::{self, SignedHeaders};
+
+/// Reads the body, refusing oversize ones before reading them (by
+/// `Content-Length`) and while reading them (chunked), and refusing
+/// compressed ones: the signature covers the bytes as sent.
+pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Rejection> {
+    let too_large = || {
+        Rejection::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    for enc in headers.get_all(header::CONTENT_ENCODING) {
+        let identity = enc
+            .to_str()
+            .map(|v| {
+                v.split(',')
+                    .all(|p| p.trim().eq_ignore_ascii_case("identity"))
+            })
+            .unwrap_or(false);
+        if !identity {
+            return Err(Rejection::new(
+                ErrorCode::InvalidRequest,
+                "Content-Encoding is not supported: send the body uncompressed",
+            ));
+        }
+    }
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Rejection::new(ErrorCode::InvalidRequest, "Content-Length is malformed")
+            })?;
+        if len > MAX_BODY_BYTES as u64 {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                source = s.source();
+            }
+            Rejection::new(
+                ErrorCode::InvalidRequest,
+                format!("could not read the request body: {e}"),
+            )
+        })
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    pub key_id: String,
+    pub nonce: NonceUse,
+}
+
+/// Verifies a signed request for an endpoint meant for `want`.
+pub fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    want: PrincipalKind,
+) -> Result<Authed, Rejection> {
+    let signed = SignedHeaders::from_headers(headers).map_err(|e| e.to_api_error())?;
+    signing::check_window(signed.timestamp, signing::unix_now()).map_err(|e| e.to_api_error())?;
+    let (kind, secret) = match state.store.lookup_key(&signed.key_id)? {
+        Lookup::Unknown => {
+            return Err(Rejection::new(
+                ErrorCode::UnknownKey,
+                "unknown key id in X-Link-Peeler-Key",
+            ));
+        }
+        Lookup::Revoked => {
+            return Err(Rejection::new(
+                ErrorCode::RevokedKey,
+                "this key was revoked",
+            ));
+        }
+        Lookup::Active { kind, secret } => (kind, secret),
+    };
+    signed
+        .verify(secret.as_bytes(), body)
+        .map_err(|e| e.to_api_error())?;
+    if kind != want {
+        let msg = match want {
+            PrincipalKind::ApiKey => "device credentials may only call /api/agent/*",
+            PrincipalKind::Device => "API keys may only call /api/links/*",
+        };
+        return Err(Rejection::new(ErrorCode::Forbidden, msg));
+    }
+    Ok(Authed {
+        nonce: NonceUse {
+            key_id: signed.key_id.clone(),
+            nonce: signed.nonce.clone(),
+            expires_at: signing::nonce_expiry(signed.timestamp),
+        },
+        key_id: signed.key_id,
+    })
+}
+
+/// Parses a JSON body: malformed JSON is `invalid_json`; well-formed JSON of
+/// the wrong shape (missing, unknown, duplicate or mistyped fields) is
+/// `invalid_request` with serde's message, which names the field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => Rejection::new(ErrorCode::InvalidRequest, e.to_string()),
+            _ => Rejection::new(
+                ErrorCode::InvalidJson,
+                format!("body is not valid JSON: {e}"),
+            ),
+        }
+    })
+}

@@ -1,0 +1,51 @@
+//! Operator endpoints: `GET /healthz` and `GET /metrics`.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::AppState;
+use crate::Rejection;
+use crate::metrics::StateLabel;
+
+/// Healthy when the database answers a read.
+pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Rejection> {
+    state
+        .store
+        .read(|c| c.query_row("SELECT 1", [], |_| Ok(())))?;
+    Ok(Json(serde_json::json!({"status": "ok"})))
+}
+
+/// Prometheus text format. Job counts are read from the store at scrape time,
+/// so they are right across restarts and admin edits.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Rejection> {
+    let counts = state.store.count_jobs_by_status()?;
+    for s in ["queued", "leased", "done", "failed"] {
+        let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+        state
+            .metrics
+            .jobs
+            .get_or_create(&StateLabel {
+                state: s.to_owned(),
+            })
+            .set(n);
+    }
+    let stats = state.store.writer_stats();
+    let metrics = &state.metrics;
+    metrics
+        .writer_commits
+        .set(stats.commits.load(Ordering::Relaxed) as i64);
+    metrics
+        .writer_ops
+        .set(stats.ops.load(Ordering::Relaxed) as i64);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    ))
+}

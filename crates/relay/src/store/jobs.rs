@@ -1,0 +1,367 @@
+//! The job queue: submission with idempotency and quota, leases, results.
+//!
+//! Every function that writes runs inside the writer's transaction (see
+//! `writer.rs`), so each sees a consistent queue and concurrent requests for
+//! one idempotency key can only ever create one job.
+//!
+//! A job moves `queued → leased → done`, or back to `queued` when its lease
+//! expires, and to `failed` (`agent_unavailable`) after too many expiries.
+//! `api_keys.queued` counts a key's unfinished jobs so that the `maxQueued`
+//! check is a single-row read instead of a count.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::Rejection;
+use crate::ids;
+use link_peeler_wire::protocol::{
+    ErrorCode, FetchOptions, FetchRequest, Job, JobError, JobStatus, ResolutionResult,
+};
+
+/// Suggested wait before retrying a submission refused with `queue_full`.
+const QUEUE_FULL_RETRY_SECS: u64 = 5;
+
+/// Outcome of a submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub job: Job,
+    /// `false` when an identical earlier submission was found (idempotent replay).
+    pub created: bool,
+}
+
+pub fn submit(
+    conn: &Connection,
+    key_id: &str,
+    req: &FetchRequest,
+    now: i64,
+) -> Result<Submitted, Rejection> {
+    let canonical = req.canonical_json();
+    let existing: Option<String> = conn
+        .prepare_cached(
+            "SELECT canonical FROM jobs WHERE api_key_id = ?1 AND idempotency_key = ?2",
+        )?
+        .query_row(params![key_id, req.idempotency_key], |r| r.get(0))
+        .optional()?;
+    if let Some(stored) = existing {
+        if stored != canonical {
+            return Err(Rejection::new(
+                ErrorCode::IdempotencyConflict,
+                "idempotencyKey was already used with a different payload",
+            ));
+        }
+        let job = find_by_idempotency_key(conn, key_id, &req.idempotency_key)?
+            .ok_or_else(|| Rejection::internal("idempotent replay", "job vanished"))?;
+        return Ok(Submitted {
+            job,
+            created: false,
+        });
+    }
+
+    let (queued, max_queued, daily_limit): (i64, i64, i64) = conn
+        .prepare_cached("SELECT queued, max_queued, daily_limit FROM api_keys WHERE id = ?1")?
+        .query_row([key_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    if queued >= max_queued {
+        return Err(Rejection::new(
+            ErrorCode::QueueFull,
+            format!("this key already has {queued} unfinished jobs (maxQueued {max_queued})"),
+        )
+        .retry_after(QUEUE_FULL_RETRY_SECS));
+    }
+    let day = ids::utc_day(now);
+    let used: i64 = conn
+        .prepare_cached("SELECT count FROM daily_usage WHERE api_key_id = ?1 AND day = ?2")?
+        .query_row(params![key_id, day], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if used >= daily_limit {
+        return Err(Rejection::new(
+            ErrorCode::QuotaExceeded,
+            format!("daily limit of {daily_limit} jobs reached; it resets at 00:00 UTC"),
+        )
+        .retry_after(ids::secs_until_next_utc_day(now)));
+    }
+
+    conn.prepare_cached(
+        "INSERT INTO daily_usage (api_key_id, day, count) VALUES (?1, ?2, 1)
+         ON CONFLICT (api_key_id, day) DO UPDATE SET count = count + 1",
+    )?
+    .execute(params![key_id, day])?;
+    conn.prepare_cached("UPDATE api_keys SET queued = queued + 1 WHERE id = ?1")?
+        .execute([key_id])?;
+
+    let job_id = ids::job_id();
+    let options = req
+        .options
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Rejection::internal("encoding options", e))?;
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, api_key_id, idempotency_key, canonical, tracking_url, source, row_id, options, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9)",
+    )?
+    .execute(params![
+        job_id,
+        key_id,
+        req.idempotency_key,
+        canonical,
+        req.tracking_url,
+        req.source,
+        req.row_id,
+        options,
+        now
+    ])?;
+    let stamp = ids::rfc3339(now);
+    Ok(Submitted {
+        job: Job {
+            job_id,
+            idempotency_key: req.idempotency_key.clone(),
+            tracking_url: req.tracking_url.clone(),
+            source: req.source.clone(),
+            row_id: req.row_id.clone(),
+            status: JobStatus::Queued,
+            attempts: 0,
+            created_at: stamp.clone(),
+            updated_at: stamp,
+            resolved_by: None,
+            result: None,
+            error: None,
+        },
+        created: true,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, idempotency_key, tracking_url, source, row_id, status, attempts, created_at, updated_at, resolved_by, result, error_code, error_message";
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let status: String = r.get(5)?;
+    let result: Option<String> = r.get(10)?;
+    let error_code: Option<String> = r.get(11)?;
+    Ok(Job {
+        job_id: r.get(0)?,
+        idempotency_key: r.get(1)?,
+        tracking_url: r.get(2)?,
+        source: r.get(3)?,
+        row_id: r.get(4)?,
+        status: JobStatus::parse(&status).unwrap_or(JobStatus::Queued),
+        attempts: r.get(6)?,
+        created_at: ids::rfc3339(r.get(7)?),
+        updated_at: ids::rfc3339(r.get(8)?),
+        resolved_by: r.get(9)?,
+        // Stored results were validated on the way in; an unreadable one reads as absent.
+        result: result.and_then(|s| serde_json::from_str::<ResolutionResult>(&s).ok()),
+        error: match error_code.as_deref() {
+            Some("agent_unavailable") => Some(JobError {
+                code: ErrorCode::AgentUnavailable,
+                message: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            }),
+            _ => None,
+        },
+    })
+}
+
+/// A job as its owner sees it; `None` for other keys' jobs.
+pub fn get(conn: &Connection, key_id: &str, job_id: &str) -> rusqlite::Result<Option<Job>> {
+    conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND api_key_id = ?2"
+    ))?
+    .query_row(params![job_id, key_id], job_from_row)
+    .optional()
+}
+
+pub fn find_by_idempotency_key(
+    conn: &Connection,
+    key_id: &str,
+    idempotency_key: &str,
+) -> rusqlite::Result<Option<Job>> {
+    conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE api_key_id = ?1 AND idempotency_key = ?2"
+    ))?
+    .query_row(params![key_id, idempotency_key], job_from_row)
+    .optional()
+}
+
+/// A task handed to an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTask {
+    pub task_id: String,
+    pub lease_id: String,
+    pub tracking_url: String,
+    pub options: FetchOptions,
+    pub attempt: u32,
+    pub lease_expires_at: i64,
+}
+
+/// Leases up to `capacity` queued jobs, oldest first, to `device_id`.
+pub fn claim(
+    conn: &Connection,
+    device_id: &str,
+    capacity: u32,
+    lease_ms: i64,
+    now: i64,
+) -> rusqlite::Result<Vec<ClaimedTask>> {
+    let ids_to_claim: Vec<i64> = conn
+        .prepare_cached("SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT ?1")?
+        .query_map([capacity], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let expires = now.saturating_add(lease_ms);
+    let mut tasks = Vec::with_capacity(ids_to_claim.len());
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET status = 'leased', lease_id = ?2, lease_device = ?3, lease_expires_at = ?4,
+                attempts = attempts + 1, updated_at = ?5
+         WHERE seq = ?1 AND status = 'queued'
+         RETURNING id, tracking_url, options, attempts",
+    )?;
+    for seq in ids_to_claim {
+        let lease_id = ids::lease_id();
+        let row: Option<(String, String, Option<String>, u32)> = stmt
+            .query_row(params![seq, lease_id, device_id, expires, now], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        if let Some((task_id, tracking_url, options, attempt)) = row {
+            tasks.push(ClaimedTask {
+                task_id,
+                lease_id,
+                tracking_url,
+                options: options
+                    .and_then(|o| serde_json::from_str(&o).ok())
+                    .unwrap_or_default(),
+                attempt,
+                lease_expires_at: expires,
+            });
+        }
+    }
+    Ok(tasks)
+}
+
+/// Puts leased tasks back, as if never handed out (their poll was abandoned).
+pub fn release(conn: &Connection, lease_ids: &[String], now: i64) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET status = 'queued', lease_id = NULL, lease_device = NULL, lease_expires_at = NULL,
+                attempts = attempts - 1, updated_at = ?2
+         WHERE lease_id = ?1 AND status = 'leased'",
+    )?;
+    let mut n = 0;
+    for lease in lease_ids {
+        n += stmt.execute(params![lease, now])?;
+    }
+    Ok(n)
+}
+
+/// Stores an agent's result if it still holds the lease. Re-posting with the
+/// same lease after success is answered 200 again (idempotent).
+pub fn post_result(
+    conn: &Connection,
+    device_id: &str,
+    task_id: &str,
+    lease_id: &str,
+    result_json: &str,
+    now: i64,
+) -> Result<(), Rejection> {
+    let row: Option<(String, Option<String>, Option<String>, String)> = conn
+        .prepare_cached(
+            "SELECT status, lease_id, lease_device, api_key_id FROM jobs WHERE id = ?1",
+        )?
+        .query_row([task_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((status, held_lease, held_by, api_key_id)) = row else {
+        return Err(Rejection::new(
+            ErrorCode::NotFound,
+            format!("no task {task_id}"),
+        ));
+    };
+    let ours = held_lease.as_deref() == Some(lease_id) && held_by.as_deref() == Some(device_id);
+    match (status.as_str(), ours) {
+        ("done", true) => Ok(()),
+        ("leased", true) => {
+            conn.prepare_cached(
+                "UPDATE jobs SET status = 'done', result = ?2, resolved_by = ?3, updated_at = ?4,
+                        lease_expires_at = NULL
+                 WHERE id = ?1",
+            )?
+            .execute(params![task_id, result_json, device_id, now])?;
+            conn.prepare_cached("UPDATE api_keys SET queued = queued - 1 WHERE id = ?1")?
+                .execute([api_key_id])?;
+            Ok(())
+        }
+        _ => Err(Rejection::new(
+            ErrorCode::LeaseLost,
+            "this lease expired and the task was handed out again; drop the result",
+        )),
+    }
+}
+
+/// What a maintenance pass changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub requeued: usize,
+    pub failed: usize,
+}
+
+/// Requeues jobs whose lease expired; fails those that expired `max_expiries` times.
+pub fn reap_expired_leases(
+    conn: &Connection,
+    now: i64,
+    max_expiries: u32,
+) -> rusqlite::Result<Reaped> {
+    let mut reaped = Reaped::default();
+    let rows: Vec<(String, String, u32)> = conn
+        .prepare_cached(
+            "UPDATE jobs SET expiries = expiries + 1, lease_id = NULL, lease_device = NULL, lease_expires_at = NULL,
+                    updated_at = ?1,
+                    status = CASE WHEN expiries + 1 >= ?2 THEN 'failed' ELSE 'queued' END,
+                    error_code = CASE WHEN expiries + 1 >= ?2 THEN 'agent_unavailable' ELSE NULL END,
+                    error_message = CASE WHEN expiries + 1 >= ?2
+                        THEN 'the lease expired ' || (expiries + 1) || ' times without a result' ELSE NULL END
+             WHERE status = 'leased' AND lease_expires_at <= ?1
+             RETURNING status, api_key_id, expiries",
+        )?
+        .query_map(params![now, max_expiries], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (status, api_key_id, _) in rows {
+        if status == "failed" {
+            reaped.failed += 1;
+            conn.prepare_cached("UPDATE api_keys SET queued = queued - 1 WHERE id = ?1")?
+                .execute([api_key_id])?;
+        } else {
+            reaped.requeued += 1;
+        }
+    }
+    Ok(reaped)
+}
+
+/// Forgets nonces whose timestamps can no longer pass the window.
+pub fn prune_nonces(conn: &Connection, now_secs: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM nonces WHERE expires_at < ?1")?
+        .execute([now_secs])
+}
+
+/// Deletes finished jobs older than the retention (idempotency lives as long as the job).
+pub fn prune_finished(conn: &Connection, older_than: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?1")?
+        .execute([older_than])
+}
+
+/// Consumes a nonce; `false` if it was seen before.
+pub fn consume_nonce(
+    conn: &Connection,
+    key_id: &str,
+    nonce: &str,
+    expires_at: i64,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO nonces (key_id, nonce, expires_at) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![key_id, nonce, expires_at])?;
+    Ok(n == 1)
+}
+
+/// Number of jobs in each state, for `/metrics`.
+pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    conn.prepare_cached("SELECT status, count(*) FROM jobs GROUP BY status")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}

@@ -1,0 +1,226 @@
+//! Shared helpers for relay tests: a real relay on 127.0.0.1:0 with a real
+//! SQLite file in a temp dir, and a signing HTTP client.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use link_peeler_relay::admin::{self, CreatedKey, NewKey};
+use link_peeler_relay::{RelayConfig, RunningRelay};
+use link_peeler_wire::protocol::{EnrollResponse, paths};
+use link_peeler_wire::signing::{Signer, unix_now};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+pub struct TestRelay {
+    pub relay: RunningRelay,
+    pub db: PathBuf,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// One HTTP answer, body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+impl Answer {
+    /// The protocol.md §6 error code, or "" for a success.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestRelay {
+    pub async fn start() -> TestRelay {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> TestRelay {
+        link_peeler_wire::tls::init();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relay.db");
+        let mut config = RelayConfig {
+            db_path: db.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..RelayConfig::default()
+        };
+        tweak(&mut config);
+        let relay = link_peeler_relay::serve(config).await.unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .no_proxy()
+            .build()
+            .unwrap();
+        TestRelay {
+            relay,
+            db,
+            http,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.relay.url(), path)
+    }
+
+    pub fn key(&self) -> CreatedKey {
+        admin::create_key(&self.db, &NewKey::named("test")).unwrap()
+    }
+
+    pub fn key_with(&self, daily_limit: u32, max_queued: u32) -> CreatedKey {
+        admin::create_key(
+            &self.db,
+            &NewKey {
+                daily_limit,
+                max_queued,
+                ..NewKey::named("limited")
+            },
+        )
+        .unwrap()
+    }
+
+    pub fn api(&self, key: &CreatedKey) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.relay.url(),
+            signer: Signer::new(key.key_id.clone(), key.secret.clone().into_bytes()),
+        }
+    }
+
+    /// Enrolls a device through the real endpoint and returns a client for it.
+    pub async fn device(&self) -> (EnrollResponse, Client) {
+        let code = admin::create_enrollment_code(&self.db, "laptop").unwrap();
+        let a = self
+            .raw_post(
+                paths::AGENT_ENROLL,
+                &[],
+                format!(
+                    r#"{{"code":"{}","name":"laptop-7","platform":"linux","version":"0.1.0"}}"#,
+                    code.code
+                )
+                .into_bytes(),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        let creds: EnrollResponse = serde_json::from_value(a.json).unwrap();
+        let client = Client {
+            http: self.http.clone(),
+            base: self.relay.url(),
+            signer: Signer::new(
+                creds.device_id.clone(),
+                creds.device_secret.clone().into_bytes(),
+            ),
+        };
+        (creds, client)
+    }
+
+    /// A POST with exactly the given headers and body.
+    pub async fn raw_post(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
+        let mut req = self.http.post(self.url(path)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, HeaderMap, String) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.text().await.unwrap())
+    }
+}
+
+pub async fn answer(r: reqwest::Response) -> Answer {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// Signs requests for one key or device.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub signer: Signer,
+}
+
+impl Client {
+    pub fn headers(&self, body: &[u8]) -> Vec<(&'static str, String)> {
+        self.signer.headers(body).to_vec()
+    }
+
+    pub fn headers_at(&self, ts: i64, nonce: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        self.signer
+            .headers_with(&ts.to_string(), nonce, body)
+            .to_vec()
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Answer {
+        let h = self.headers(body.as_bytes());
+        self.post_with(path, &h, body.as_bytes().to_vec()).await
+    }
+
+    pub async fn post_with(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
+        let mut req = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        let mut req = self.http.get(format!("{}{}", self.base, path));
+        for (k, v) in self.headers(b"") {
+            req = req.header(k, v);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    /// Submits a job for `url` under idempotency key `idem`.
+    pub async fn submit(&self, idem: &str, url: &str) -> Answer {
+        self.post(
+            paths::LINKS_FETCH,
+            &format!(r#"{{"idempotencyKey":"{idem}","trackingUrl":"{url}"}}"#),
+        )
+        .await
+    }
+
+    pub async fn poll(&self, capacity: u32, wait: u32) -> Answer {
+        self.post(
+            paths::AGENT_POLL,
+            &format!(r#"{{"capacity":{capacity},"waitSeconds":{wait}}}"#),
+        )
+        .await
+    }
+}
+
+/// A fresh nonce.
+pub fn nonce() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn now() -> i64 {
+    unix_now()
+}
+
+/// A minimal valid resolution result for `url`.
+pub fn result_json(url: &str) -> String {
+    format!(
+        r#"{{"inputUrl":"{url}","finalUrl":"{url}","conclusion":"resolved","finalStatus":200,"redirectCount":0,"elapsedMs":3,"error":null,"hops":[{{"url":"{url}","status":200,"redirectKind":null,"location":null,"elapsedMs":3,"remoteAddr":"127.0.0.1:80"}}]}}"#
+    )
+}

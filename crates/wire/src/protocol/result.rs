@@ -1,0 +1,130 @@
+//! The resolution result of protocol.md §5: what `link-peeler resolve --json` prints,
+//! what the agent posts, and what a job's `result` holds.
+
+use serde::{Deserialize, Serialize};
+
+/// How a hop pointed to the next URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectKind {
+    /// A 301/302/303/307/308 with a `Location` header.
+    Location,
+    /// An HTTP `Refresh` header.
+    RefreshHeader,
+    /// `<meta http-equiv="refresh">` in the body.
+    MetaRefresh,
+    /// A literal `location = …` / `location.replace(…)` in an inline script.
+    Javascript,
+}
+
+impl RedirectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedirectKind::Location => "location",
+            RedirectKind::RefreshHeader => "refresh_header",
+            RedirectKind::MetaRefresh => "meta_refresh",
+            RedirectKind::Javascript => "javascript",
+        }
+    }
+}
+
+/// Why resolution stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conclusion {
+    Resolved,
+    HttpError,
+    RedirectLoop,
+    TooManyRedirects,
+    Timeout,
+    DnsError,
+    ConnectError,
+    TlsError,
+    BlockedAddress,
+    UnsupportedScheme,
+    InvalidUrl,
+    ProtocolError,
+}
+
+impl Conclusion {
+    pub fn as_str(self) -> &'static str {
+        use Conclusion::*;
+        match self {
+            Resolved => "resolved",
+            HttpError => "http_error",
+            RedirectLoop => "redirect_loop",
+            TooManyRedirects => "too_many_redirects",
+            Timeout => "timeout",
+            DnsError => "dns_error",
+            ConnectError => "connect_error",
+            TlsError => "tls_error",
+            BlockedAddress => "blocked_address",
+            UnsupportedScheme => "unsupported_scheme",
+            InvalidUrl => "invalid_url",
+            ProtocolError => "protocol_error",
+        }
+    }
+}
+
+impl std::fmt::Display for Conclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One request made during a resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hop {
+    pub url: String,
+    /// HTTP status, or `null` when no response arrived (blocked, timed out, failed to connect).
+    pub status: Option<u16>,
+    pub redirect_kind: Option<RedirectKind>,
+    /// The absolute next URL when this hop redirects.
+    pub location: Option<String>,
+    pub elapsed_ms: u64,
+    /// `ip:port` the response came from, when a connection was made.
+    pub remote_addr: Option<String>,
+}
+
+/// The whole answer for one tracking URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolutionResult {
+    pub input_url: String,
+    pub final_url: String,
+    pub conclusion: Conclusion,
+    pub final_status: Option<u16>,
+    pub redirect_count: u32,
+    pub elapsed_ms: u64,
+    /// A human-readable explanation when `conclusion` is not `resolved`/`http_error`.
+    pub error: Option<String>,
+    pub hops: Vec<Hop>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_example_parses_and_round_trips() {
+        let spec = r#"{"inputUrl": "https://a.test/", "finalUrl": "https://b.test/", "conclusion": "resolved", "finalStatus": 200,
+ "redirectCount": 1, "elapsedMs": 143, "error": null,
+ "hops": [
+   {"url": "https://a.test/", "status": 302, "redirectKind": "location", "location": "https://b.test/",
+    "elapsedMs": 41, "remoteAddr": "203.0.113.9:443"},
+   {"url": "https://b.test/", "status": 200, "redirectKind": null, "location": null, "elapsedMs": 60, "remoteAddr": "203.0.113.9:443"}]}"#;
+        let r: ResolutionResult = serde_json::from_str(spec).unwrap();
+        assert_eq!(r.conclusion, Conclusion::Resolved);
+        assert_eq!(r.hops[0].redirect_kind, Some(RedirectKind::Location));
+        let back: serde_json::Value = serde_json::to_value(&r).unwrap();
+        let orig: serde_json::Value = serde_json::from_str(spec).unwrap();
+        assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn unknown_conclusion_is_rejected() {
+        let bad = r#"{"inputUrl":"u","finalUrl":"u","conclusion":"fine","finalStatus":null,"redirectCount":0,"elapsedMs":0,"error":null,"hops":[]}"#;
+        assert!(serde_json::from_str::<ResolutionResult>(bad).is_err());
+    }
+}
