@@ -21,9 +21,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use link_peeler::demo::api::ApiClient;
 use link_peeler::demo::lab::Lab;
 use link_peeler_agent::client::RelayClient;
+use link_peeler_wire::api::ApiClient;
 use link_peeler_wire::protocol::{EnrollRequest, JobStatus};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -67,12 +67,14 @@ async fn run() {
             "10000000",
         ],
     );
-    let api = ApiClient::new(
-        &relay_url,
-        key["keyId"].as_str().expect("keyId"),
-        key["secret"].as_str().expect("secret"),
-    )
-    .expect("api");
+    let api = Arc::new(
+        ApiClient::new(
+            &relay_url,
+            key["keyId"].as_str().expect("keyId"),
+            key["secret"].as_str().expect("secret"),
+        )
+        .expect("api"),
+    );
 
     // 1. Idle.
     let idle_secs: u64 = std::env::var("BENCH_IDLE_SECS")
@@ -167,8 +169,7 @@ async fn run() {
     lab.shutdown().await;
 }
 
-async fn submit_all(api: &ApiClient, lab: &Lab, tag: &str, n: usize) -> Vec<String> {
-    let api = Arc::new(api.clone());
+async fn submit_all(api: &Arc<ApiClient>, lab: &Lab, tag: &str, n: usize) -> Vec<String> {
     let url = lab.url("/chain/2");
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..16 {

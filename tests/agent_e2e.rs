@@ -10,8 +10,8 @@ mod agent_support;
 use std::time::Duration;
 
 use agent_support::*;
-use link_peeler::demo::api::ApiClient;
 use link_peeler::demo::lab::Lab;
+use link_peeler_wire::api::ApiClient;
 use link_peeler_wire::protocol::{Conclusion, JobStatus, RedirectKind};
 
 /// Config that keeps long-polls short so the tests notice revocation quickly.

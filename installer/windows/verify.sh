@@ -113,7 +113,7 @@ version_out="$(wine "C:\\Program Files\\Link Peeler\\link-peeler.exe" --version 
   || fail "link-peeler.exe --version: $version_out"
 pass "installed exe runs under wine: $version_out"
 if [[ "$version_out" != *STAND-IN* ]]; then
-  # The real agent reads the registry the MSI wrote (src/agent/managed/).
+  # The real agent reads the registry the MSI wrote (crates/agent/src/managed/).
   status="$(wine "C:\\Program Files\\Link Peeler\\link-peeler.exe" status --json </dev/null 2>/dev/null | tr -d '\r' | tail -1)"
   python3 - "$status" "$relay" <<'EOF' || fail "the agent does not see the MSI's managed config: $status"
 import json, sys

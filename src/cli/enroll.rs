@@ -1,21 +1,18 @@
 //! `link-peeler enroll --relay URL --code CODE`: trade a one-time code for
 //! device credentials and put them in the OS keychain.
 //!
-//! Order is chosen so that a failure leaves nothing behind and wastes no
-//! code: the relay URL is checked first (no connection is made to a refused
-//! URL), then the keychain is opened and read (no keychain → stop before the
-//! single-use code is spent), and only then is the code sent. Nothing is
-//! written to the keychain unless the relay returned credentials.
+//! The work is the agent's one enrollment core (`link_peeler_agent::enrollment`),
+//! shared with the tray and managed self-enrollment; this file only finds
+//! the relay URL and prints.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
-use link_peeler_agent::client::{RelayClient, RelayError};
 use link_peeler_agent::config::{self, Overrides};
-use link_peeler_agent::credentials::{self, DeviceCredentials, Keychain};
-use link_peeler_wire::protocol::EnrollRequest;
+use link_peeler_agent::credentials;
+use link_peeler_agent::enrollment::{self, EnrollError};
 
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
@@ -51,63 +48,32 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
             .relay
             .ok_or_else(|| anyhow::anyhow!("no relay URL: pass --relay URL"))?,
     };
-    let request = EnrollRequest {
-        code: args.code.trim().to_owned(),
-        name: Some(args.name.unwrap_or_else(link_peeler_agent::host_name)),
-        platform: Some(link_peeler_agent::platform().to_owned()),
-        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-    };
-    request
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-
-    let keychain = Keychain::open(None)?;
-    let previous = keychain.load()?;
-
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = RelayClient::new(relay.clone(), None)?;
-    let answer = runtime
-        .block_on(client.enroll(&request))
+    let (enrolled, account) = runtime
+        .block_on(async {
+            let prepared = enrollment::prepare(&args.code, args.name, None).await?;
+            let account = prepared.account().to_owned();
+            Ok((enrollment::send(&prepared, &relay).await?, account))
+        })
         .map_err(|e| match e {
-            RelayError::Api { status, message, .. } if (400..500).contains(&status) => {
-                if message.contains("admin") {
-                    anyhow::anyhow!("the relay refused the enrollment code ({message})")
-                } else {
-                    anyhow::anyhow!(
-                        "the relay refused the enrollment code ({message}); codes are single-use and expire, so ask your admin for a new one"
-                    )
-                }
+            EnrollError::Unreachable { relay, detail } => {
+                anyhow::anyhow!("cannot reach the relay at {relay}: {detail}")
             }
             other => anyhow::anyhow!("{other}"),
         })?;
-    let creds = DeviceCredentials {
-        device_id: answer.device_id.clone(),
-        device_secret: answer.device_secret,
-        relay: Some(relay.to_string()),
-    };
-    keychain.save(&creds).map_err(|e| {
-        anyhow::anyhow!(
-            "enrolled as {} but could not store the credentials ({e}); ask your admin to revoke {} and enroll again",
-            creds.device_id,
-            creds.device_id
-        )
-    })?;
-
     println!(
         "Enrolled this computer as {} with {relay}.",
-        creds.device_id
+        enrolled.device_id
     );
     println!(
-        "The device secret is in the OS keychain (service \"{}\", account \"{}\").",
+        "The device secret is in the OS keychain (service \"{}\", account \"{account}\").",
         credentials::KEYCHAIN_SERVICE,
-        keychain.account()
     );
-    if let Some(old) = previous.filter(|p| p.device_id != creds.device_id) {
+    if let Some(old) = enrolled.replaced {
         println!(
-            "It replaces device {}; ask your admin to revoke it (`link-peeler-relay devices revoke {}`).",
-            old.device_id, old.device_id
+            "It replaces device {old}; ask your admin to revoke it (`link-peeler-relay devices revoke {old}`)."
         );
     }
     if credentials::from_env().ok().flatten().is_some() {

@@ -17,7 +17,9 @@ use clap::Args;
 use ipnet::IpNet;
 
 use link_peeler_resolver::{MAX_HOPS_LIMIT, Resolver, ResolverConfig};
-use link_peeler_wire::protocol::{Conclusion, ResolutionResult};
+use link_peeler_wire::protocol::{
+    Conclusion, ResolutionResult, USER_AGENT_RULE, is_valid_user_agent,
+};
 
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
@@ -63,9 +65,11 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_user_agent(s: &str) -> Result<String, String> {
-    http::HeaderValue::from_str(s)
-        .map(|_| s.to_string())
-        .map_err(|_| "the user agent must be printable text without control characters".into())
+    if is_valid_user_agent(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("the user agent must be {USER_AGENT_RULE}"))
+    }
 }
 
 pub fn run(args: ResolveArgs) -> ExitCode {

@@ -11,17 +11,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 use ipnet::IpNet;
 use tokio_util::sync::CancellationToken;
 
-use link_peeler_agent::client::RelayClient;
 use link_peeler_agent::config::{self, Overrides};
-use link_peeler_agent::outbox::Outbox;
-use link_peeler_agent::runner::{Exit, Runner, RunnerConfig};
-use link_peeler_agent::{credentials, lock, logging, managed, resolve, shutdown};
+use link_peeler_agent::runner::Exit;
+use link_peeler_agent::{assembly, credentials, lock, logging, managed, shutdown};
 
 /// Hidden, test-only: pretend the local clock is off by this many seconds.
 pub const ENV_TEST_CLOCK_SKEW: &str = "LINK_PEELER_TEST_CLOCK_SKEW_SECS";
@@ -129,13 +126,7 @@ fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (creds, source) = credentials::load(None)?;
-    let relay = match loaded.settings.relay.clone() {
-        Some(u) => u,
-        None => match creds.relay.as_deref() {
-            Some(r) => config::relay_url(r)?,
-            None => return Err(config::ConfigError::NoRelay { path: loaded.path }.into()),
-        },
-    };
+    let relay = assembly::relay(loaded.settings.relay.as_ref(), Some(&creds), &loaded.path)?;
     let skew: i64 = match std::env::var(ENV_TEST_CLOCK_SKEW) {
         Ok(v) => v.trim().parse().map_err(|_| {
             anyhow::anyhow!("{ENV_TEST_CLOCK_SKEW} must be a whole number of seconds")
@@ -143,10 +134,6 @@ fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(_) => 0,
     };
     let settings = loaded.settings;
-    let resolver = resolve::build(settings.user_agent.as_deref(), &settings.allow_networks)
-        .map_err(|e| anyhow::anyhow!("cannot set up the resolver: {e}"))?;
-    let outbox = Outbox::in_data_dir(&data_dir)
-        .map_err(|e| anyhow::anyhow!("cannot open the outbox in {}: {e}", data_dir.display()))?;
     tracing::info!(
         device = %creds.device_id,
         credentials = %source,
@@ -160,23 +147,15 @@ fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let device_id = creds.device_id.clone();
     let exit = runtime.block_on(async move {
-        let client = RelayClient::new(relay, Some(creds.signer()))?;
         if skew != 0 {
             tracing::warn!(
                 skew_seconds = skew,
                 "test clock skew in effect ({ENV_TEST_CLOCK_SKEW})"
             );
-            client.set_clock_offset(skew);
         }
         let stop = CancellationToken::new();
         shutdown::install(stop.clone())?;
-        let runner = Runner::new(
-            Arc::new(client),
-            resolver,
-            outbox,
-            RunnerConfig::from_settings(&settings),
-            stop,
-        );
+        let runner = assembly::build(&settings, &creds, relay, &data_dir, skew, stop)?;
         anyhow::Ok(runner.run().await)
     })?;
     // Do not wait for blocking threads (e.g. a keychain call) on the way out.

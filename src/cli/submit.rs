@@ -4,10 +4,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use link_peeler_wire::protocol::{
-    ErrorBody, FetchOptions, FetchRequest, HEADER_IDEMPOTENT_REPLAYED, Job, paths,
-};
-use link_peeler_wire::signing::Signer;
+use link_peeler_wire::api::ApiClient;
+use link_peeler_wire::client::RelayError;
+use link_peeler_wire::protocol::{FetchOptions, FetchRequest};
 
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -63,46 +62,22 @@ fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }),
     };
     request.validate()?;
-    let body = serde_json::to_vec(&request)?;
-    let endpoint = args.relay.join(paths::LINKS_FETCH)?;
-    let signer = Signer::new(args.key, secret.into_bytes());
-
-    link_peeler_wire::tls::init();
+    let api = ApiClient::new(args.relay.as_str(), &args.key, &secret)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
-        let mut req = client
-            .post(endpoint)
-            .header("content-type", "application/json");
-        for (name, value) in signer.headers(&body) {
-            req = req.header(name, value);
-        }
-        let resp = req.body(body).send().await?;
-        let status = resp.status();
-        let replayed = resp.headers().contains_key(HEADER_IDEMPOTENT_REPLAYED);
-        let text = resp.text().await?;
-        if status.is_success() {
-            let job: Job = serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!("relay answered {status} with an unexpected body: {e}")
-            })?;
-            println!("{}", serde_json::to_string(&job)?);
-            if replayed {
+    match runtime.block_on(api.submit_request(&request)) {
+        Ok(submitted) => {
+            println!("{}", serde_json::to_string(&submitted.job)?);
+            if submitted.replayed {
                 eprintln!("(idempotent replay: the job already existed)");
             }
             Ok(ExitCode::SUCCESS)
-        } else {
-            match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(err) => eprintln!(
-                    "link-peeler submit: relay refused ({status}): {}",
-                    err.error
-                ),
-                Err(_) => eprintln!("link-peeler submit: relay answered {status}: {text}"),
-            }
+        }
+        Err(e @ RelayError::Api { .. }) => {
+            eprintln!("link-peeler submit: relay refused: {e}");
             Ok(ExitCode::from(1))
         }
-    })
+        Err(e) => Err(e.into()),
+    }
 }

@@ -11,7 +11,6 @@
 //! The demo is the one place besides tests where the relay and the agent
 //! meet in code; the agent module itself never depends on the relay.
 
-pub mod api;
 pub mod lab;
 mod render;
 
@@ -25,7 +24,8 @@ use link_peeler_agent::credentials::DeviceCredentials;
 use link_peeler_agent::outbox::Outbox;
 use link_peeler_agent::runner::{Runner, RunnerConfig};
 use link_peeler_relay::{RelayConfig, admin};
-use link_peeler_wire::protocol::{EnrollRequest, Job};
+use link_peeler_wire::api::ApiClient;
+use link_peeler_wire::protocol::{EnrollRequest, FetchRequest, Job};
 
 pub use render::render;
 
@@ -107,7 +107,7 @@ async fn drive(
 
     // The agent enrolls over HTTP, exactly like `link-peeler enroll`, but keeps the secret in memory.
     let base = link_peeler_agent::config::relay_url(relay_url).map_err(anyhow::Error::from)?;
-    let anonymous = RelayClient::new(base.clone(), None)?;
+    let anonymous = RelayClient::new(base.clone(), None).map_err(anyhow::Error::from)?;
     let enrolled = anonymous
         .enroll(&EnrollRequest {
             code: code.code,
@@ -129,7 +129,7 @@ async fn drive(
     let outbox = Outbox::open(work_dir.join("outbox")).map_err(anyhow::Error::from)?;
     let agent_stop = CancellationToken::new();
     let runner = Runner::new(
-        Arc::new(RelayClient::new(base, Some(creds.signer()))?),
+        Arc::new(RelayClient::new(base, Some(creds.signer())).map_err(anyhow::Error::from)?),
         resolver,
         outbox,
         RunnerConfig {
@@ -141,14 +141,19 @@ async fn drive(
     let agent = tokio::spawn(runner.run());
 
     // The external system submits signed jobs and reads them back.
-    let api = api::ApiClient::new(relay_url, &key.key_id, &key.secret)?;
+    let api = ApiClient::new(relay_url, &key.key_id, &key.secret).map_err(anyhow::Error::from)?;
     let started = Instant::now();
     let work = async {
         let mut ids = vec![];
         for (i, (title, path)) in SCENARIOS.iter().enumerate() {
-            let job = api
-                .submit(&format!("demo-{i}"), &lab.url(path), None)
-                .await?;
+            let request = FetchRequest {
+                idempotency_key: format!("demo-{i}"),
+                tracking_url: lab.url(path),
+                source: Some("link-peeler demo".into()),
+                row_id: None,
+                options: None,
+            };
+            let job = api.submit_request(&request).await?.job;
             ids.push((title.to_string(), job.job_id));
         }
         let mut jobs = vec![];

@@ -184,14 +184,7 @@ mod imp {
             (false, true) => Some(hidden_entry()),
         };
         match wanted {
-            Some(text) => {
-                let dir = user.parent().unwrap_or(Path::new("."));
-                std::fs::create_dir_all(dir)?;
-                let tmp = tempfile::NamedTempFile::new_in(dir)?;
-                std::fs::write(tmp.path(), text)?;
-                tmp.persist(user).map_err(|e| e.error)?;
-                Ok(())
-            }
+            Some(text) => link_peeler_agent::files::write_atomic(user, text.as_bytes()),
             None => match std::fs::remove_file(user) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),

@@ -16,7 +16,6 @@
 //! written to the agent's state file first, so it survives a restart.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -25,14 +24,12 @@ use url::Url;
 
 use super::model::{Phase, Snapshot};
 use link_peeler_agent::activity::{Activity, Connection};
-use link_peeler_agent::client::RelayClient;
 use link_peeler_agent::config::{self, Overrides, Settings};
 use link_peeler_agent::credentials::{self, CredentialError, DeviceCredentials};
 use link_peeler_agent::enrollment::{self, Enrolled};
-use link_peeler_agent::outbox::Outbox;
-use link_peeler_agent::runner::{Exit, Runner, RunnerConfig};
+use link_peeler_agent::runner::Exit;
 use link_peeler_agent::state::{self, AgentState};
-use link_peeler_agent::{managed, resolve, shutdown};
+use link_peeler_agent::{assembly, managed, shutdown};
 
 /// How often a problem that may fix itself (a keychain locked at login) is retried.
 const PROBLEM_RETRY: Duration = Duration::from_secs(30);
@@ -201,9 +198,9 @@ impl<'a> Host<'a> {
     /// One round: read config and credentials, then run, wait or ask.
     async fn step(&mut self) -> Next {
         self.set_phase(Phase::Starting);
-        let (settings, managed) =
+        let (settings, managed, config_path) =
             match config::load(self.cfg.config_file.as_deref(), &self.cfg.overrides) {
-                Ok(l) => (l.settings, l.managed),
+                Ok(l) => (l.settings, l.managed, l.path),
                 Err(e) => {
                     return self
                         .problem("the config file has an error", &e.to_string(), true)
@@ -227,25 +224,16 @@ impl<'a> Host<'a> {
             }
             Err(e) => return self.problem("internal error", &e.to_string(), true).await,
         };
-        let relay = match settings
-            .relay
-            .clone()
-            .map(Ok)
-            .or_else(|| creds.relay.as_deref().map(config::relay_url))
-        {
-            Some(Ok(u)) => u,
-            Some(Err(e)) => {
+        let relay = match assembly::relay(settings.relay.as_ref(), Some(&creds), &config_path) {
+            Ok(u) => u,
+            Err(e @ config::ConfigError::NoRelay { .. }) => {
                 return self
-                    .problem("the relay address is not valid", &e.to_string(), false)
+                    .problem("no relay address is configured", &e.to_string(), false)
                     .await;
             }
-            None => {
+            Err(e) => {
                 return self
-                    .problem(
-                        "no relay address is configured",
-                        "set `relay` in config.toml or enroll again",
-                        false,
-                    )
+                    .problem("the relay address is not valid", &e.to_string(), false)
                     .await;
             }
         };
@@ -374,27 +362,23 @@ impl<'a> Host<'a> {
         relay: Url,
         settings: Settings,
     ) -> Next {
-        let started = (|| {
-            let resolver = resolve::build(settings.user_agent.as_deref(), &settings.allow_networks)
-                .map_err(|e| format!("cannot set up the resolver: {e}"))?;
-            let outbox = Outbox::in_data_dir(&self.cfg.data_dir)
-                .map_err(|e| format!("cannot open the outbox: {e}"))?;
-            let client = RelayClient::new(relay.clone(), Some(creds.signer()))
-                .map_err(|e| format!("cannot set up the relay client: {e:#}"))?;
-            Ok::<_, String>((resolver, outbox, client))
-        })();
-        let (resolver, outbox, client) = match started {
-            Ok(parts) => parts,
-            Err(detail) => return self.problem("the agent cannot start", &detail, false).await,
-        };
         let stop = CancellationToken::new();
-        let runner = Runner::new(
-            Arc::new(client),
-            resolver,
-            outbox,
-            RunnerConfig::from_settings(&settings),
+        let built = assembly::build(
+            &settings,
+            &creds,
+            relay.clone(),
+            &self.cfg.data_dir,
+            0,
             stop.clone(),
         );
+        let runner = match built {
+            Ok(runner) => runner,
+            Err(e) => {
+                return self
+                    .problem("the agent cannot start", &e.to_string(), false)
+                    .await;
+            }
+        };
         tracing::info!(device = %creds.device_id, relay = %relay, "tray agent running");
         let mut activity = runner.activity();
         let mut delivered = 0;

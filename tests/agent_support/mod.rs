@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use link_peeler::demo::api::ApiClient;
 use link_peeler_agent::client::RelayClient;
+use link_peeler_wire::api::ApiClient;
 use link_peeler_wire::protocol::EnrollRequest;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};

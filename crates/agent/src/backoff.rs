@@ -77,16 +77,6 @@ impl Backoff {
     }
 }
 
-/// Parses `Retry-After`: delta-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,24 +134,5 @@ mod tests {
         assert!(d >= Duration::from_secs(30));
         let d = b.next_delay_with(&mut rng, Some(Duration::from_secs(86_400)));
         assert_eq!(d, MAX_RETRY_AFTER);
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:27 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

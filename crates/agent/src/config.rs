@@ -17,8 +17,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
+use link_peeler_wire::client::is_loopback_host;
+use link_peeler_wire::protocol::{USER_AGENT_RULE, is_valid_user_agent};
 use serde::{Deserialize, Serialize};
-use url::{Host, Url};
+use url::Url;
 
 /// Environment variable naming the config file (overrides the default location).
 pub const ENV_CONFIG: &str = "LINK_PEELER_CONFIG";
@@ -191,11 +193,11 @@ pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigE
     };
     let user_agent = flags.user_agent.clone().or_else(|| file.user_agent.clone());
     if let Some(ua) = &user_agent
-        && (ua.is_empty() || ua.len() > 512 || ua.chars().any(char::is_control))
+        && !is_valid_user_agent(ua)
     {
-        return Err(ConfigError::Invalid(
-            "user agent must be 1–512 bytes without control characters".into(),
-        ));
+        return Err(ConfigError::Invalid(format!(
+            "user agent must be {USER_AGENT_RULE}"
+        )));
     }
     Ok(Settings {
         relay,
@@ -272,20 +274,6 @@ pub fn relay_url(raw: &str) -> Result<Url, ConfigError> {
         url.set_path(&p);
     }
     Ok(url)
-}
-
-/// True for `127.0.0.0/8`, `::1` and the name `localhost` (resolved by no one but us).
-pub fn is_loopback_host(host: &Host<&str>) -> bool {
-    match host {
-        Host::Ipv4(ip) => ip.is_loopback(),
-        Host::Ipv6(ip) => ip.is_loopback(),
-        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-/// True when `url`'s host is loopback.
-pub fn is_loopback_url(url: &Url) -> bool {
-    url.host().is_some_and(|h| is_loopback_host(&h))
 }
 
 /// The loopback ranges (`127.0.0.0/8`, `::1/128`): what `demo` and tests let the resolver reach.

@@ -10,10 +10,12 @@
 
 use std::path::Path;
 
-use super::client::{RelayClient, RelayError};
+use super::assembly;
+use super::client::RelayClient;
 use super::config::{self, Overrides};
 use super::credentials::{self, CredentialError, Keychain};
 use super::outbox::Outbox;
+use link_peeler_wire::client::RelayError;
 use link_peeler_wire::signing::{MAX_SKEW_SECS, unix_now};
 
 /// One line of the report.
@@ -178,19 +180,18 @@ pub fn run(config_file: Option<&Path>, flags: &Overrides) -> Vec<Check> {
         }
     };
 
-    // 5. relay URL
-    let relay = settings
+    // 5. relay URL (a config file that does not parse: only the stored relay)
+    let config_path = loaded
         .as_ref()
-        .and_then(|s| s.relay.clone())
-        .map(Ok)
-        .or_else(|| {
-            creds
-                .as_ref()
-                .and_then(|c| c.relay.as_deref())
-                .map(config::relay_url)
-        });
+        .map(|l| l.path.clone())
+        .unwrap_or_else(|_| config_file.map(Path::to_path_buf).unwrap_or_default());
+    let relay = assembly::relay(
+        settings.as_ref().and_then(|s| s.relay.as_ref()),
+        creds.as_ref(),
+        &config_path,
+    );
     let relay = match relay {
-        Some(Ok(u)) => {
+        Ok(u) => {
             checks.push(Check::pass(
                 "relay url",
                 format!(
@@ -204,19 +205,19 @@ pub fn run(config_file: Option<&Path>, flags: &Overrides) -> Vec<Check> {
             ));
             Some(u)
         }
-        Some(Err(e)) => {
-            checks.push(Check::fail(
-                "relay url",
-                e.to_string(),
-                "use an https:// relay URL",
-            ));
-            None
-        }
-        None => {
+        Err(config::ConfigError::NoRelay { .. }) => {
             checks.push(Check::fail(
                 "relay url",
                 "no relay configured",
                 "pass --relay URL, set `relay` in config.toml, or enroll",
+            ));
+            None
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                "relay url",
+                e.to_string(),
+                "use an https:// relay URL",
             ));
             None
         }

@@ -5,6 +5,7 @@
 //!
 //! One concept per file:
 //!
+//! - [`assembly`]: settings + credentials → which relay, and the agent built (headless, tray, status, doctor);
 //! - [`config`]: `config.toml` + flags → settings; relay URL rules (https unless loopback);
 //! - [`credentials`]: keychain and environment credential sources, no plaintext fallback;
 //! - [`managed`]: admin-deployed settings (registry, managed preferences, /etc) and self-enrollment;
@@ -12,6 +13,7 @@
 //! - [`client`]: signed requests to the relay, one clock correction on `stale_timestamp`;
 //! - [`policy`]: the one table of relay answers that retry, stop or drop;
 //! - [`backoff`]: full-jitter exponential backoff, 1 s → 60 s, `Retry-After` as floor;
+//! - [`files`]: the one atomic, durable, private file write;
 //! - [`outbox`]: results fsync'd to disk before posting, removed once accepted;
 //! - [`runner`]: the poll/resolve/post loop with capacity and a clean drain on stop;
 //! - [`activity`]: the runner's live state (connection, in flight) for a user interface;
@@ -25,12 +27,14 @@
 //! [`link_peeler_resolver`] only — never on the relay.
 
 pub mod activity;
+pub mod assembly;
 pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod doctor;
 pub mod enrollment;
+pub mod files;
 pub mod lock;
 pub mod logging;
 pub mod managed;

@@ -17,12 +17,13 @@
 //!
 //! All calls are blocking file I/O; async callers use `spawn_blocking`.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::{self, sync_dir};
 use link_peeler_wire::protocol::ResolutionResult;
 
 /// One result waiting to be delivered.
@@ -66,24 +67,7 @@ impl Outbox {
     /// Durably stores `p`, replacing an earlier copy for the same task.
     pub fn save(&self, p: &Pending) -> io::Result<()> {
         let bytes = serde_json::to_vec(p).map_err(io::Error::other)?;
-        let final_path = self.path_for(&p.task_id);
-        let tmp = self.dir.join(format!(
-            ".{}.{}.tmp",
-            file_stem(&p.task_id),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let written = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, &final_path)?;
-            sync_dir(&self.dir)
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written
+        files::write_atomic(&self.path_for(&p.task_id), &bytes)
     }
 
     /// Deletes the result for `task_id` (delivered, or its lease is gone). Missing is fine.
@@ -179,25 +163,11 @@ fn file_stem(task_id: &str) -> String {
     }
 }
 
-/// Makes a rename or unlink in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        fs::File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        // Windows offers no directory handle to flush; NTFS journals the rename.
-        let _ = dir;
-        Ok(())
-    }
-}
-
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 

@@ -19,6 +19,13 @@
 //!
 //! A poll can never "drop": it carries nothing that could be lost, so the
 //! worst a confusing answer does is slow the agent down to one try a minute.
+//!
+//! Enrollment (unsigned; the CLI, the tray and managed self-enrollment):
+//!
+//! | relay answer                                   | enroll                                   |
+//! |------------------------------------------------|------------------------------------------|
+//! | no answer, 408, 429, 5xx, anything else        | retry: the code may be sent again later  |
+//! | any other 4xx                                  | refused: the code will never work        |
 
 use link_peeler_wire::protocol::ErrorCode;
 
@@ -27,6 +34,7 @@ use link_peeler_wire::protocol::ErrorCode;
 pub enum Op {
     Poll,
     PostResult,
+    Enroll,
 }
 
 /// What to do about a failed request.
@@ -42,6 +50,8 @@ pub enum Verdict {
     Drop,
     /// The relay will never accept this body: move it aside for inspection, log it.
     Reject,
+    /// The enrollment code will never work: never send it again.
+    Refused,
 }
 
 /// Decides from the HTTP status (`None` when no answer came) and the error code.
@@ -50,6 +60,13 @@ pub fn decide(op: Op, status: Option<u16>, code: Option<ErrorCode>) -> Verdict {
     let Some(status) = status else {
         return Verdict::Retry;
     };
+    if op == Op::Enroll {
+        return match status {
+            408 | 429 => Verdict::Retry,
+            400..=499 => Verdict::Refused,
+            _ => Verdict::Retry,
+        };
+    }
     match (code, status) {
         (Some(C::StaleTimestamp), _) => Verdict::FixClockAndRetryOnce,
         (Some(C::UnknownKey | C::RevokedKey | C::BadSignature | C::Forbidden), _) => {
@@ -127,6 +144,15 @@ mod tests {
             (PostResult, Some(502), None, Retry),
             (PostResult, Some(503), None, Retry),
             (Poll, Some(418), None, Retry),
+            (Enroll, None, None, Retry),
+            (Enroll, Some(408), None, Retry),
+            (Enroll, Some(429), Some(C::QuotaExceeded), Retry),
+            (Enroll, Some(500), Some(C::Internal), Retry),
+            (Enroll, Some(503), None, Retry),
+            (Enroll, Some(400), Some(C::InvalidRequest), Refused),
+            (Enroll, Some(401), Some(C::UnknownKey), Refused),
+            (Enroll, Some(403), None, Refused),
+            (Enroll, Some(404), None, Refused),
         ];
         for &(op, status, code, want) in rows {
             assert_eq!(decide(op, status, code), want, "{op:?} {status:?} {code:?}");

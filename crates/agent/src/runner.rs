@@ -32,10 +32,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Connection, Publisher};
 use super::backoff::Backoff;
-use super::client::{RelayClient, RelayError};
+use super::client::{RelayClient, RelayErrorExt};
 use super::outbox::{Outbox, Pending, now_ms};
 use super::policy::{Op, Verdict};
 use super::resolve::LinkResolver;
+use link_peeler_wire::client::RelayError;
 use link_peeler_wire::protocol::{ResultPost, Task};
 
 /// How long in-flight resolutions may run after a stop request.
@@ -479,7 +480,8 @@ async fn deliver<R>(s: &Shared<R>, p: Pending) -> Outcome {
                 Counters::bump(&s.counters.parked);
                 Outcome::SignIn(e.to_string())
             }
-            Verdict::Retry | Verdict::FixClockAndRetryOnce => {
+            // `Refused` is an enrollment verdict; a result post never gets it.
+            Verdict::Retry | Verdict::FixClockAndRetryOnce | Verdict::Refused => {
                 tracing::warn!(task = %task_id, error = %e, "result parked in the outbox; will retry");
                 Counters::bump(&s.counters.parked);
                 Outcome::Parked(e)

@@ -11,7 +11,7 @@
 //! reported and treated as the default state: losing a pause is better than
 //! an agent that cannot start.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -71,15 +71,9 @@ pub fn load(data_dir: &Path) -> io::Result<AgentState> {
 
 /// Writes the state atomically.
 pub fn save(data_dir: &Path, state: &AgentState) -> io::Result<()> {
-    std::fs::create_dir_all(data_dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(data_dir)?;
-    serde_json::to_writer_pretty(&mut tmp, state)?;
-    tmp.write_all(b"\n")?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path(data_dir)).map_err(|e| e.error)?;
-    #[cfg(unix)]
-    std::fs::File::open(data_dir)?.sync_all()?;
-    Ok(())
+    let mut bytes = serde_json::to_vec_pretty(state)?;
+    bytes.push(b'\n');
+    crate::files::write_atomic(&path(data_dir), &bytes)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::assembly;
 use super::client::RelayClient;
 use super::config::{self, Overrides};
 use super::credentials;
@@ -61,18 +62,24 @@ pub fn gather(
         ..Status::default()
     };
     let creds = credentials::load(None);
-    let mut relay = loaded.settings.relay.clone();
     match &creds {
         Ok((c, source)) => {
             st.enrolled = true;
             st.device_id = Some(c.device_id.clone());
             st.credential_source = Some(source.to_string());
-            if relay.is_none() {
-                relay = c.relay.as_deref().and_then(|r| config::relay_url(r).ok());
-            }
         }
         Err(e) => st.credential_error = Some(e.to_string()),
     }
+    let stored = creds.as_ref().ok().map(|(c, _)| c);
+    let relay = match assembly::relay(loaded.settings.relay.as_ref(), stored, &loaded.path) {
+        Ok(url) => Some(url),
+        Err(config::ConfigError::NoRelay { .. }) => None,
+        Err(e) => {
+            st.relay_reachable = Some(false);
+            st.relay_error = Some(e.to_string());
+            None
+        }
+    };
     st.relay = relay.as_ref().map(|u| u.to_string());
     if let Some(url) = relay {
         let probe = async {

@@ -15,8 +15,11 @@ use serde::Serialize;
 
 use super::admin::{self, NewKey};
 use super::{RelayConfig, serve};
-use link_peeler_wire::protocol::{EnrollResponse, PollResponse, paths};
+use link_peeler_wire::api::ApiClient;
+use link_peeler_wire::client::{REQUEST_TIMEOUT, SignedClient};
+use link_peeler_wire::protocol::{EnrollResponse, FetchRequest, PollResponse, paths};
 use link_peeler_wire::signing::Signer;
+use reqwest::Method;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -84,23 +87,19 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(60))
         .build()?;
-    let signer = Arc::new(Signer::new(
-        key.key_id.clone(),
-        key.secret.clone().into_bytes(),
-    ));
+    let api = Arc::new(ApiClient::new(&relay.url(), &key.key_id, &key.secret)?);
     let duration = Duration::from_secs(args.seconds);
 
     let mut levels = Vec::new();
     for &c in &args.concurrency {
-        let url = format!("{}{}", relay.url(), paths::LINKS_FETCH);
         let stats = relay.store().writer_stats();
         let (commits, ops) = (
             stats.commits.load(Ordering::Relaxed),
             stats.ops.load(Ordering::Relaxed),
         );
         let mut level = drive(&format!("signed submit (c={c})"), c, duration, {
-            let (http, signer) = (http.clone(), signer.clone());
-            move |i| submit_once(http.clone(), signer.clone(), url.clone(), i)
+            let api = api.clone();
+            move |i| submit_once(api.clone(), i)
         })
         .await;
         let commits = stats.commits.load(Ordering::Relaxed) - commits;
@@ -129,7 +128,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     );
     progress(json, levels.last());
 
-    let pickups = pickup_latency(&http, &relay.url(), &db, &signer, args.pickups).await?;
+    let pickups = pickup_latency(&api, &relay.url(), &db, args.pickups).await?;
     let report = Report {
         levels,
         pickup_samples: pickups.len(),
@@ -161,16 +160,15 @@ fn progress(json: bool, level: Option<&Level>) {
     }
 }
 
-async fn submit_once(http: reqwest::Client, signer: Arc<Signer>, url: String, i: u64) -> bool {
-    let body = format!(
-        r#"{{"idempotencyKey":"bench-{}-{i}","trackingUrl":"https://trk.example/{i}","source":"bench"}}"#,
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut req = http.post(url).header("content-type", "application/json");
-    for (k, v) in signer.headers(body.as_bytes()) {
-        req = req.header(k, v);
-    }
-    matches!(req.body(body).send().await, Ok(r) if r.status().as_u16() == 202)
+async fn submit_once(api: Arc<ApiClient>, i: u64) -> bool {
+    let request = FetchRequest {
+        idempotency_key: format!("bench-{}-{i}", uuid::Uuid::new_v4().simple()),
+        tracking_url: format!("https://trk.example/{i}"),
+        source: Some("bench".into()),
+        row_id: None,
+        options: None,
+    };
+    matches!(api.submit_request(&request).await, Ok(s) if !s.replayed)
 }
 
 /// Runs `concurrency` workers calling `op` back to back for `duration`.
@@ -226,50 +224,52 @@ where
 
 /// Submit a job while one agent's long-poll is waiting; time until the poll returns it.
 async fn pickup_latency(
-    http: &reqwest::Client,
+    api: &Arc<ApiClient>,
     base: &str,
     db: &std::path::Path,
-    signer: &Arc<Signer>,
     samples: u32,
 ) -> anyhow::Result<Vec<f64>> {
     // Drain the queue the load phase filled, so each poll waits for the next job.
     let code = admin::create_enrollment_code(db, "bench agent")?;
-    let creds: EnrollResponse = http
-        .post(format!("{base}{}", paths::AGENT_ENROLL))
-        .body(format!(r#"{{"code":"{}"}}"#, code.code))
-        .send()
+    let anonymous = SignedClient::new(base.parse()?, None, "link-peeler-relay-bench")?;
+    let creds: EnrollResponse = anonymous
+        .send_unsigned(
+            Method::POST,
+            anonymous.url(paths::AGENT_ENROLL),
+            Some(format!(r#"{{"code":"{}"}}"#, code.code).into_bytes()),
+            REQUEST_TIMEOUT,
+        )
         .await?
-        .json()
-        .await?;
-    let device = Arc::new(Signer::new(
-        creds.device_id,
-        creds.device_secret.into_bytes(),
-    ));
+        .json("enrollment answer")?;
+    let device = Arc::new(SignedClient::new(
+        base.parse()?,
+        Some(Signer::new(
+            creds.device_id,
+            creds.device_secret.into_bytes(),
+        )),
+        "link-peeler-relay-bench",
+    )?);
     let poll = |capacity: u32, wait: u32| {
-        let (http, device, url) = (
-            http.clone(),
-            device.clone(),
-            format!("{base}{}", paths::AGENT_POLL),
-        );
+        let device = device.clone();
         async move {
             let body = format!(r#"{{"capacity":{capacity},"waitSeconds":{wait}}}"#);
-            let mut req = http.post(url);
-            for (k, v) in device.headers(body.as_bytes()) {
-                req = req.header(k, v);
-            }
-            req.body(body).send().await?.json::<PollResponse>().await
+            let url = device.url(paths::AGENT_POLL);
+            let timeout = REQUEST_TIMEOUT + Duration::from_secs(wait.into());
+            device
+                .send(Method::POST, url, body.into_bytes(), timeout)
+                .await?
+                .json::<PollResponse>("poll answer")
         }
     };
     while !poll(64, 0).await?.tasks.is_empty() {}
 
     let mut out = Vec::new();
-    let url = format!("{base}{}", paths::LINKS_FETCH);
     for i in 0..samples {
         let waiting = tokio::spawn(poll(1, 30));
         // Let the poll reach the relay and start waiting.
         tokio::time::sleep(Duration::from_millis(15)).await;
         let t = Instant::now();
-        if !submit_once(http.clone(), signer.clone(), url.clone(), u64::from(i)).await {
+        if !submit_once(api.clone(), u64::from(i)).await {
             anyhow::bail!("pickup submission failed");
         }
         let got = waiting.await??;

@@ -165,7 +165,7 @@ async fn maintain(store: Store, config: RelayConfig, shutdown: CancellationToken
                 );
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e.error, "maintenance pass failed"),
+            Err(e) => tracing::warn!(error = %e, "maintenance pass failed"),
         }
     }
 }

@@ -106,12 +106,36 @@ async fn the_lookup_by_idempotency_key_needs_exactly_one_key() {
 async fn bodies_that_are_not_a_valid_job_are_refused_with_the_field_named() {
     let relay = TestRelay::start().await;
     let api = relay.api(&relay.key());
-    let long_key = "k".repeat(256);
-    let long_url = format!("https://trk.example/{}", "x".repeat(8200));
-    let cases: Vec<(String, u16, &str, &str)> = vec![
+    let cases = [not_json(), wrong_shape(), invalid_urls()].concat();
+    for (body, status, code, mentions) in cases {
+        let a = api.post(paths::LINKS_FETCH, &body).await;
+        assert_eq!((a.status, a.code()), (status, code), "{body:.80}: {a:?}");
+        let msg = a.json["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            msg.contains(mentions),
+            "{body:.80}: message {msg:?} should name {mentions}"
+        );
+    }
+    // A loopback URL is a well-formed URL: the agent, not the relay, decides.
+    let a = api.submit("loop", "http://127.0.0.1:9/x").await;
+    assert_eq!(a.status, 202, "{a:?}");
+}
+
+/// A refused body: (body, status, code, text the message must contain).
+type Refused = (String, u16, &'static str, &'static str);
+
+fn not_json() -> Vec<Refused> {
+    vec![
         ("not json".into(), 400, "invalid_json", ""),
         ("{\"idempotencyKey\":".into(), 400, "invalid_json", ""),
         (String::new(), 400, "invalid_json", ""),
+    ]
+}
+
+/// Well-formed JSON that is not a job: missing, unknown, duplicate, mistyped or out-of-range fields.
+fn wrong_shape() -> Vec<Refused> {
+    let long_key = "k".repeat(256);
+    vec![
         ("[1,2]".into(), 400, "invalid_request", ""),
         (
             r#"{"trackingUrl":"https://a.test/"}"#.into(),
@@ -136,6 +160,13 @@ async fn bodies_that_are_not_a_valid_job_are_refused_with_the_field_named() {
             400,
             "invalid_request",
             "idempotencyKey",
+        ),
+        (
+            // The agent's User-Agent rule: printable ASCII only.
+            r#"{"idempotencyKey":"k","trackingUrl":"https://a.test/","options":{"userAgent":"Caf\u00e9/1"}}"#.into(),
+            400,
+            "invalid_request",
+            "userAgent",
         ),
         (
             r#"{"idempotencyKey":7,"trackingUrl":"https://a.test/"}"#.into(),
@@ -169,6 +200,12 @@ async fn bodies_that_are_not_a_valid_job_are_refused_with_the_field_named() {
             "invalid_request",
             "maxHops",
         ),
+    ]
+}
+
+fn invalid_urls() -> Vec<Refused> {
+    let long_url = format!("https://trk.example/{}", "x".repeat(8200));
+    vec![
         (
             r#"{"idempotencyKey":"k","trackingUrl":"ftp://a.test/"}"#.into(),
             400,
@@ -199,19 +236,7 @@ async fn bodies_that_are_not_a_valid_job_are_refused_with_the_field_named() {
             "invalid_url",
             "8192",
         ),
-    ];
-    for (body, status, code, mentions) in cases {
-        let a = api.post(paths::LINKS_FETCH, &body).await;
-        assert_eq!((a.status, a.code()), (status, code), "{body:.80}: {a:?}");
-        let msg = a.json["error"]["message"].as_str().unwrap_or("");
-        assert!(
-            msg.contains(mentions),
-            "{body:.80}: message {msg:?} should name {mentions}"
-        );
-    }
-    // A loopback URL is a well-formed URL: the agent, not the relay, decides.
-    let a = api.submit("loop", "http://127.0.0.1:9/x").await;
-    assert_eq!(a.status, 202, "{a:?}");
+    ]
 }
 
 #[tokio::test]

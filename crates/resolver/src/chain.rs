@@ -9,12 +9,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::header;
+use http::{HeaderValue, header};
 use reqwest::cookie::{CookieStore, Jar};
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
-use link_peeler_wire::protocol::{Conclusion, Hop, ResolutionResult};
+use link_peeler_wire::protocol::{Conclusion, Hop, RedirectKind, ResolutionResult};
 
 use super::error::classify;
 use super::guard::Guard;
@@ -54,24 +54,67 @@ impl Record {
             input_url: self.input,
         }
     }
+}
 
-    fn fail(mut self, hop: Hop, conclusion: Conclusion, error: String) -> ResolutionResult {
-        self.hops.push(hop);
-        self.finish(conclusion, Some(error))
+/// How a chain ends: its conclusion and, unless it simply resolved, why.
+struct Stop {
+    conclusion: Conclusion,
+    error: Option<String>,
+}
+
+impl Stop {
+    fn because(conclusion: Conclusion, why: String) -> Self {
+        Stop {
+            conclusion,
+            error: Some(why),
+        }
+    }
+
+    fn classified(e: &reqwest::Error) -> Self {
+        let (conclusion, why) = classify(e);
+        Stop::because(conclusion, why)
     }
 }
 
 /// The conclusion for a chain that ends on a response.
-fn ending(status: u16) -> (Conclusion, Option<String>) {
+fn ending(status: u16) -> Stop {
     match status {
-        200..=299 => (Conclusion::Resolved, None),
-        300..=399 => (
+        200..=299 => Stop {
+            conclusion: Conclusion::Resolved,
+            error: None,
+        },
+        300..=399 => Stop::because(
             Conclusion::HttpError,
-            Some(format!(
-                "the chain ended on a {status} that does not redirect (no usable Location)"
-            )),
+            format!("the chain ended on a {status} that does not redirect (no usable Location)"),
         ),
-        _ => (Conclusion::HttpError, None),
+        _ => Stop {
+            conclusion: Conclusion::HttpError,
+            error: None,
+        },
+    }
+}
+
+/// Writes where `next` leads into `hop` (a `status` response), or says how
+/// the chain ends on it.
+fn redirect(hop: &mut Hop, status: u16, next: Next) -> Result<(RedirectKind, Url), Stop> {
+    match next {
+        Next::End => Err(ending(status)),
+        Next::ConflictingLocations => Err(Stop::because(
+            Conclusion::ProtocolError,
+            format!("{status} with several different Location headers"),
+        )),
+        Next::BadLocation { raw, error } => {
+            hop.redirect_kind = Some(RedirectKind::Location);
+            Err(Stop::because(
+                Conclusion::InvalidUrl,
+                format!("{status} redirects to {raw:?}, which is not a valid URL: {error}"),
+            ))
+        }
+        Next::Follow(kind, target) => {
+            hop.redirect_kind = Some(kind);
+            hop.location = Some(target.to_string());
+            Ok((kind, target))
+        }
     }
 }
 
@@ -154,117 +197,130 @@ impl Chain<'_> {
         }
     }
 
+    fn timed_out(&self, hop_deadline: Instant, phase: &str) -> Stop {
+        Stop::because(
+            Conclusion::Timeout,
+            self.timeout_message(hop_deadline, phase),
+        )
+    }
+
+    /// Follows the chain from `url` to its end, one hop at a time.
     async fn follow(mut self, mut url: Url) -> ResolutionResult {
         loop {
-            let started = std::time::Instant::now();
-            let mut hop = Hop {
-                url: url.to_string(),
-                status: None,
-                redirect_kind: None,
-                location: None,
-                elapsed_ms: 0,
-                remote_addr: None,
-            };
-            // Layer 1 of the guard: the parsed host, before anything is sent.
-            let checked = match url.host() {
-                Some(host) => self.guard.check_host(&host).map_err(|b| b.to_string()),
-                None => Err("the URL has no host".to_string()),
-            };
-            if let Err(why) = checked {
-                return self.record.fail(hop, Conclusion::BlockedAddress, why);
+            match self.step(url).await {
+                Ok(target) => url = target,
+                Err(stop) => return self.record.finish(stop.conclusion, stop.error),
             }
-            let cookies = self.jar.cookies(&url);
-            self.visited.insert(&url, cookies.as_ref());
-            let hop_deadline = self.chain_deadline.min(deadline_after(self.limits.per_hop));
-
-            let sent = timeout_at(hop_deadline, hop::send(self.client, &url, cookies)).await;
-            let mut resp = match sent {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    hop.elapsed_ms = millis(started.elapsed());
-                    let (conclusion, why) = classify(&e);
-                    return self.record.fail(hop, conclusion, why);
-                }
-                Err(_) => {
-                    hop.elapsed_ms = millis(started.elapsed());
-                    let why = self.timeout_message(hop_deadline, "waiting for the response");
-                    return self.record.fail(hop, Conclusion::Timeout, why);
-                }
-            };
-            let status = resp.status().as_u16();
-            hop.status = Some(status);
-            let peer: Option<SocketAddr> = resp.remote_addr();
-            hop.remote_addr = peer.map(|a| a.to_string());
-            // Layer 3: whatever connected must be allowed too.
-            if let Some(Err(b)) = peer.map(|a| self.guard.check_ip(a.ip())) {
-                hop.elapsed_ms = millis(started.elapsed());
-                return self
-                    .record
-                    .fail(hop, Conclusion::BlockedAddress, b.to_string());
-            }
-            self.jar
-                .set_cookies(&mut resp.headers().get_all(header::SET_COOKIE).iter(), &url);
-
-            let next = timeout_at(hop_deadline, hop::next_step(&mut resp, &url)).await;
-            drop(resp);
-            hop.elapsed_ms = millis(started.elapsed());
-            let next = match next {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    let (conclusion, why) = classify(&e);
-                    return self.record.fail(hop, conclusion, why);
-                }
-                Err(_) => {
-                    let why = self.timeout_message(hop_deadline, "reading the page");
-                    return self.record.fail(hop, Conclusion::Timeout, why);
-                }
-            };
-            let (kind, target) = match next {
-                Next::End => {
-                    self.record.hops.push(hop);
-                    let (conclusion, why) = ending(status);
-                    return self.record.finish(conclusion, why);
-                }
-                Next::ConflictingLocations => {
-                    let why = format!("{status} with several different Location headers");
-                    return self.record.fail(hop, Conclusion::ProtocolError, why);
-                }
-                Next::BadLocation { raw, error } => {
-                    hop.redirect_kind = Some(link_peeler_wire::protocol::RedirectKind::Location);
-                    let why =
-                        format!("{status} redirects to {raw:?}, which is not a valid URL: {error}");
-                    return self.record.fail(hop, Conclusion::InvalidUrl, why);
-                }
-                Next::Follow(kind, target) => (kind, target),
-            };
-            hop.redirect_kind = Some(kind);
-            hop.location = Some(target.to_string());
-            self.record.hops.push(hop);
-
-            if !is_fetchable(&target) {
-                let why = format!(
-                    "redirects ({}) to a {}: URL, which is not fetched",
-                    kind.as_str(),
-                    target.scheme()
-                );
-                return self.record.finish(Conclusion::UnsupportedScheme, Some(why));
-            }
-            if self
-                .visited
-                .contains(&target, self.jar.cookies(&target).as_ref())
-            {
-                let why = format!("{target} was already requested with the same cookies");
-                return self.record.finish(Conclusion::RedirectLoop, Some(why));
-            }
-            let followed = self.record.hops.len();
-            if followed > usize::try_from(self.limits.max_hops).unwrap_or(usize::MAX) {
-                let why = format!(
-                    "more than {} redirects (the next one was not followed)",
-                    self.limits.max_hops
-                );
-                return self.record.finish(Conclusion::TooManyRedirects, Some(why));
-            }
-            url = target;
         }
+    }
+
+    /// Makes and records one hop: the next URL to request, or how the chain
+    /// ends. The hop is recorded whatever happens to it.
+    async fn step(&mut self, url: Url) -> Result<Url, Stop> {
+        let started = std::time::Instant::now();
+        let mut hop = Hop {
+            url: url.to_string(),
+            status: None,
+            redirect_kind: None,
+            location: None,
+            elapsed_ms: 0,
+            remote_addr: None,
+        };
+        let made = self.make_hop(&url, &mut hop, started).await;
+        self.record.hops.push(hop);
+        let (kind, target) = made?;
+        self.onward(kind, target)
+    }
+
+    /// Guards, sends and reads one hop, filling in `hop`; its elapsed time is
+    /// set once a request was attempted (a host refused by the guard has none).
+    async fn make_hop(
+        &mut self,
+        url: &Url,
+        hop: &mut Hop,
+        started: std::time::Instant,
+    ) -> Result<(RedirectKind, Url), Stop> {
+        // Layer 1 of the guard: the parsed host, before anything is sent.
+        let checked = match url.host() {
+            Some(host) => self.guard.check_host(&host).map_err(|b| b.to_string()),
+            None => Err("the URL has no host".to_string()),
+        };
+        if let Err(why) = checked {
+            return Err(Stop::because(Conclusion::BlockedAddress, why));
+        }
+        let cookies = self.jar.cookies(url);
+        self.visited.insert(url, cookies.as_ref());
+        let hop_deadline = self.chain_deadline.min(deadline_after(self.limits.per_hop));
+
+        let exchanged = self.exchange(url, cookies, hop_deadline, hop).await;
+        hop.elapsed_ms = millis(started.elapsed());
+        let (status, next) = exchanged?;
+        redirect(hop, status, next)
+    }
+
+    /// Sends the request and reads where its response points, both before
+    /// `hop_deadline`; records the status and the peer in `hop` and keeps the
+    /// response's cookies. Layer 3 of the guard checks the peer.
+    async fn exchange(
+        &mut self,
+        url: &Url,
+        cookies: Option<HeaderValue>,
+        hop_deadline: Instant,
+        hop: &mut Hop,
+    ) -> Result<(u16, Next), Stop> {
+        let sent = timeout_at(hop_deadline, hop::send(self.client, url, cookies)).await;
+        let mut resp = match sent {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(Stop::classified(&e)),
+            Err(_) => return Err(self.timed_out(hop_deadline, "waiting for the response")),
+        };
+        let status = resp.status().as_u16();
+        hop.status = Some(status);
+        let peer: Option<SocketAddr> = resp.remote_addr();
+        hop.remote_addr = peer.map(|a| a.to_string());
+        // Layer 3: whatever connected must be allowed too.
+        if let Some(Err(b)) = peer.map(|a| self.guard.check_ip(a.ip())) {
+            return Err(Stop::because(Conclusion::BlockedAddress, b.to_string()));
+        }
+        self.jar
+            .set_cookies(&mut resp.headers().get_all(header::SET_COOKIE).iter(), url);
+
+        let next = timeout_at(hop_deadline, hop::next_step(&mut resp, url)).await;
+        drop(resp);
+        match next {
+            Ok(Ok(n)) => Ok((status, n)),
+            Ok(Err(e)) => Err(Stop::classified(&e)),
+            Err(_) => Err(self.timed_out(hop_deadline, "reading the page")),
+        }
+    }
+
+    /// Whether the chain goes on to `target` (reached by a `kind` redirect on
+    /// the hop just recorded): a fetchable scheme, not already requested with
+    /// the same cookies, and within the hop limit.
+    fn onward(&self, kind: RedirectKind, target: Url) -> Result<Url, Stop> {
+        if !is_fetchable(&target) {
+            let why = format!(
+                "redirects ({}) to a {}: URL, which is not fetched",
+                kind.as_str(),
+                target.scheme()
+            );
+            return Err(Stop::because(Conclusion::UnsupportedScheme, why));
+        }
+        if self
+            .visited
+            .contains(&target, self.jar.cookies(&target).as_ref())
+        {
+            let why = format!("{target} was already requested with the same cookies");
+            return Err(Stop::because(Conclusion::RedirectLoop, why));
+        }
+        let followed = self.record.hops.len();
+        if followed > usize::try_from(self.limits.max_hops).unwrap_or(usize::MAX) {
+            let why = format!(
+                "more than {} redirects (the next one was not followed)",
+                self.limits.max_hops
+            );
+            return Err(Stop::because(Conclusion::TooManyRedirects, why));
+        }
+        Ok(target)
     }
 }

@@ -114,87 +114,112 @@ enum RawText {
 
 /// Scans a document (already capped and decoded) served from `doc_url`.
 pub fn scan(html: &str, doc_url: &Url) -> PageRedirects {
-    let mut out = PageRedirects::default();
-    let mut base: Option<Url> = None;
-    let mut raw = RawText::None;
-    let mut text = String::new();
+    let mut scanner = Scanner {
+        doc_url,
+        base: None,
+        raw: RawText::None,
+        text: String::new(),
+        out: PageRedirects::default(),
+    };
     for token in tokens(html) {
         match token {
-            Token::StartTag(tag) => {
-                let b = base.as_ref().unwrap_or(doc_url);
-                match tag.name.0.as_slice() {
-                    b"base" if base.is_none() => {
-                        if let Some(href) = attr(&tag, "href") {
-                            base = Some(
-                                resolve_reference(&href, doc_url)
-                                    .unwrap_or_else(|_| doc_url.clone()),
-                            );
-                        }
-                    }
-                    b"meta" if out.meta.is_none() => {
-                        out.meta = meta_refresh(&tag).and_then(|r| refresh_target(r, b));
-                    }
-                    b"script" => {
-                        raw = if is_runnable_script(&tag) {
-                            RawText::Script
-                        } else {
-                            RawText::None
-                        };
-                        text.clear();
-                    }
-                    b"noscript" => {
-                        raw = RawText::Noscript;
-                        text.clear();
-                    }
-                    _ => {}
-                }
+            Token::StartTag(tag) => scanner.start_tag(&tag),
+            Token::String(s) if scanner.raw != RawText::None => {
+                scanner.text.push_str(&String::from_utf8_lossy(&s.value.0));
             }
-            Token::String(s) if raw != RawText::None => {
-                text.push_str(&String::from_utf8_lossy(&s.value.0));
-            }
-            Token::EndTag(end) => {
-                let b = base.as_ref().unwrap_or(doc_url);
-                match (end.name.0.as_slice(), &raw) {
-                    (b"script", RawText::Script) if out.script.is_none() => {
-                        out.script = javascript::find_redirect(&text)
-                            .and_then(|u| resolve_reference(&u, b).ok())
-                            .map(|target| Navigation {
-                                via: Via::Script,
-                                delay: 0,
-                                target,
-                            });
-                    }
-                    (b"noscript", RawText::Noscript) if out.noscript_meta.is_none() => {
-                        out.noscript_meta = first_meta_in(&text, b);
-                    }
-                    _ => {}
-                }
-                if matches!(end.name.0.as_slice(), b"script" | b"noscript") {
-                    raw = RawText::None;
-                    text.clear();
-                }
-            }
+            Token::EndTag(end) => scanner.end_tag(end.name.0.as_slice()),
             _ => {}
         }
     }
     // A page cut at the cap may end inside a script or noscript.
-    let b = base.as_ref().unwrap_or(doc_url);
-    match raw {
-        RawText::Script if out.script.is_none() => {
-            out.script = javascript::find_redirect(&text)
-                .and_then(|u| resolve_reference(&u, b).ok())
-                .map(|target| Navigation {
-                    via: Via::Script,
-                    delay: 0,
-                    target,
-                });
-        }
-        RawText::Noscript if out.noscript_meta.is_none() => {
-            out.noscript_meta = first_meta_in(&text, b);
-        }
-        _ => {}
+    scanner.raw_text_ends();
+    scanner.out
+}
+
+/// The state of one [`scan`]: the base URL so far, the raw text element
+/// being read and its text, and what was found.
+struct Scanner<'d> {
+    doc_url: &'d Url,
+    base: Option<Url>,
+    raw: RawText,
+    text: String,
+    out: PageRedirects,
+}
+
+impl Scanner<'_> {
+    /// What relative URLs resolve against: the first `<base href>` seen so
+    /// far, else the document's URL.
+    fn base(&self) -> &Url {
+        self.base.as_ref().unwrap_or(self.doc_url)
     }
-    out
+
+    fn start_tag(&mut self, tag: &StartTag<()>) {
+        match tag.name.0.as_slice() {
+            b"base" if self.base.is_none() => {
+                if let Some(href) = attr(tag, "href") {
+                    self.base = Some(
+                        resolve_reference(&href, self.doc_url)
+                            .unwrap_or_else(|_| self.doc_url.clone()),
+                    );
+                }
+            }
+            b"meta" if self.out.meta.is_none() => {
+                self.out.meta = meta_refresh(tag).and_then(|r| refresh_target(r, self.base()));
+            }
+            b"script" => {
+                self.raw = if is_runnable_script(tag) {
+                    RawText::Script
+                } else {
+                    RawText::None
+                };
+                self.text.clear();
+            }
+            b"noscript" => {
+                self.raw = RawText::Noscript;
+                self.text.clear();
+            }
+            _ => {}
+        }
+    }
+
+    fn end_tag(&mut self, name: &[u8]) {
+        if matches!(
+            (name, &self.raw),
+            (b"script", RawText::Script) | (b"noscript", RawText::Noscript)
+        ) {
+            self.raw_text_ends();
+        }
+        if matches!(name, b"script" | b"noscript") {
+            self.raw = RawText::None;
+            self.text.clear();
+        }
+    }
+
+    /// The raw text element being read ends (at its end tag or where the
+    /// page was cut): the first runnable script's and the first
+    /// `<noscript>`'s navigations are taken from its text.
+    fn raw_text_ends(&mut self) {
+        match self.raw {
+            RawText::Script if self.out.script.is_none() => {
+                self.out.script = script_navigation(&self.text, self.base());
+            }
+            RawText::Noscript if self.out.noscript_meta.is_none() => {
+                self.out.noscript_meta = first_meta_in(&self.text, self.base());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The literal redirect in an inline script's text, resolved.
+fn script_navigation(script: &str, base: &Url) -> Option<Navigation> {
+    javascript::find_redirect(script)
+        .and_then(|u| resolve_reference(&u, base).ok())
+        .map(|target| Navigation {
+            via: Via::Script,
+            delay: 0,
+            target,
+        })
 }
 
 /// The first valid meta refresh in a `<noscript>`'s raw text.

@@ -132,6 +132,9 @@ impl Resolver {
         config: ResolverConfig,
         dns: Arc<dyn reqwest::dns::Resolve>,
     ) -> Result<Self, ResolverError> {
+        if !link_peeler_wire::protocol::is_valid_user_agent(&config.user_agent) {
+            return Err(ResolverError::InvalidUserAgent(config.user_agent.clone()));
+        }
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| ResolverError::InvalidUserAgent(config.user_agent.clone()))?;
         let tls = client::tls_config()?;

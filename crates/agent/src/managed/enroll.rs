@@ -3,7 +3,6 @@
 //! code that enrolled or was refused is never sent again.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,9 +13,8 @@ use url::Url;
 
 use super::{ATTEMPTS_FILE, Managed, location};
 use crate::backoff;
-use crate::client::{RelayClient, RelayError};
-use crate::credentials::{self, DeviceCredentials, Keychain};
-use link_peeler_wire::protocol::EnrollRequest;
+use crate::credentials;
+use crate::enrollment::{self, EnrollError};
 
 /// What [`enroll_if_needed`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,20 +115,10 @@ pub fn load_attempts(data_dir: &Path) -> Result<Attempts, String> {
     }
 }
 
-/// Writes the attempts file atomically (temporary file, fsync, rename).
+/// Writes the attempts file atomically and durably.
 pub fn save_attempts(data_dir: &Path, attempts: &Attempts) -> Result<(), String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
     let text = serde_json::to_vec_pretty(attempts).map_err(|e| e.to_string())?;
-    let mut tmp = tempfile::NamedTempFile::new_in(data_dir).map_err(|e| e.to_string())?;
-    tmp.write_all(&text).map_err(|e| e.to_string())?;
-    tmp.as_file().sync_all().map_err(|e| e.to_string())?;
-    tmp.persist(attempts_path(data_dir))
-        .map_err(|e| e.error.to_string())?;
-    #[cfg(unix)]
-    if let Ok(dir) = std::fs::File::open(data_dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::files::write_atomic(&attempts_path(data_dir), &text).map_err(|e| e.to_string())
 }
 
 /// How long to wait before try number `tries + 1` of a pending pair: `min(60 s, 2^(tries-1) s)`
@@ -145,11 +133,6 @@ pub fn retry_wait(tries: u32, last_try: i64, now: i64) -> Duration {
         .min(backoff::CAP.as_secs());
     let elapsed = u64::try_from(now.saturating_sub(last_try)).unwrap_or(0);
     Duration::from_secs(step.saturating_sub(elapsed))
-}
-
-/// True for relay answers that say the code will never work (as opposed to "try later").
-fn is_refusal(e: &RelayError) -> bool {
-    matches!(e.status(), Some(s) if (400..500).contains(&s) && s != 408 && s != 429)
 }
 
 /// Enrolls this user from the managed relay URL + code when not enrolled yet.
@@ -170,8 +153,12 @@ pub async fn enroll_if_needed(
     if credentials::from_env()?.is_some() {
         return Ok(AutoEnroll::AlreadyEnrolled);
     }
-    let keychain = Keychain::open(profile)?;
-    if keychain.load()?.is_some() {
+    let prepared = match enrollment::prepare(code, None, profile.map(str::to_owned)).await {
+        Ok(p) => p,
+        Err(EnrollError::Keychain(e)) => return Err(e.into()),
+        Err(e) => return Err(AutoEnrollError::Other(e.to_string())),
+    };
+    if prepared.previous.is_some() {
         return Ok(AutoEnroll::AlreadyEnrolled);
     }
     let key = attempt_key(relay, code);
@@ -179,14 +166,6 @@ pub async fn enroll_if_needed(
         path: attempts_path(data_dir).display().to_string(),
         detail,
     };
-    let request = EnrollRequest {
-        code: code.trim().to_owned(),
-        name: Some(crate::host_name()),
-        platform: Some(crate::platform().to_owned()),
-        version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-    };
-    let client = RelayClient::new(relay.clone(), None)
-        .map_err(|e| AutoEnrollError::Other(format!("cannot build the HTTP client: {e}")))?;
     loop {
         let mut all = load_attempts(data_dir).map_err(record_err)?;
         let mut attempt = all.attempts.get(&key).cloned().unwrap_or_else(|| Attempt {
@@ -233,7 +212,7 @@ pub async fn enroll_if_needed(
         tracing::info!(relay = %relay, source = %source, try_number = attempt.tries, "enrolling from the managed configuration");
 
         let answer = tokio::select! {
-            r = client.enroll(&request) => r,
+            r = enrollment::send(&prepared, relay) => r,
             _ = stop.cancelled() => return Ok(AutoEnroll::Stopped),
         };
         let mut finish = |attempt: &mut Attempt,
@@ -247,39 +226,45 @@ pub async fn enroll_if_needed(
             save_attempts(data_dir, &all)
         };
         match answer {
-            Ok(answer) => {
-                let creds = DeviceCredentials {
-                    device_id: answer.device_id.clone(),
-                    device_secret: answer.device_secret,
-                    relay: Some(relay.to_string()),
-                };
-                if let Err(e) = keychain.save(&creds) {
-                    let _ = finish(
-                        &mut attempt,
-                        Outcome::NotStored,
-                        Some(creds.device_id.clone()),
-                        Some(e.to_string()),
-                    );
-                    return Err(AutoEnrollError::NotStored {
-                        device_id: creds.device_id,
-                        detail: e.to_string(),
-                    });
-                }
+            Ok(enrolled) => {
+                let device_id = enrolled.device_id;
                 finish(
                     &mut attempt,
                     Outcome::Enrolled,
-                    Some(creds.device_id.clone()),
+                    Some(device_id.clone()),
                     None,
                 )
                 .map_err(record_err)?;
-                tracing::info!(device = %creds.device_id, relay = %relay, "enrolled from the managed configuration");
-                return Ok(AutoEnroll::Enrolled {
-                    device_id: creds.device_id,
-                });
+                tracing::info!(device = %device_id, relay = %relay, "enrolled from the managed configuration");
+                return Ok(AutoEnroll::Enrolled { device_id });
             }
-            Err(e) if is_refusal(&e) => {
+            Err(EnrollError::NotStored { device_id, detail }) => {
+                let _ = finish(
+                    &mut attempt,
+                    Outcome::NotStored,
+                    Some(device_id.clone()),
+                    Some(detail.clone()),
+                );
+                return Err(AutoEnrollError::NotStored { device_id, detail });
+            }
+            Err(e) if e.is_transient() => {
+                // The code may or may not have been spent; the next try will tell (a
+                // spent code is refused, and then never sent again).
+                let floor = match &e {
+                    EnrollError::Relay { retry_after, .. } => {
+                        retry_after.map(|d| d.min(backoff::MAX_RETRY_AFTER))
+                    }
+                    _ => None,
+                };
+                attempt.not_before =
+                    attempt.last_try + floor.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+                finish(&mut attempt, Outcome::Pending, None, Some(e.to_string()))
+                    .map_err(record_err)?;
+                tracing::warn!(error = %e, "managed enrollment failed; will retry with backoff");
+            }
+            Err(e) => {
                 let message = match &e {
-                    RelayError::Api { message, .. } => message.clone(),
+                    EnrollError::Refused(message) => message.clone(),
                     other => other.to_string(),
                 };
                 finish(&mut attempt, Outcome::Refused, None, Some(message.clone()))
@@ -289,15 +274,6 @@ pub async fn enroll_if_needed(
                     origin: source,
                     message,
                 });
-            }
-            Err(e) => {
-                // The code may or may not have been spent; the next try will tell (a
-                // spent code is refused, and then never sent again).
-                let floor = e.retry_after().map(|d| d.min(backoff::MAX_RETRY_AFTER));
-                attempt.not_before = attempt.last_try + floor.map_or(0, |d| d.as_secs() as i64);
-                finish(&mut attempt, Outcome::Pending, None, Some(e.to_string()))
-                    .map_err(record_err)?;
-                tracing::warn!(error = %e, "managed enrollment failed; will retry with backoff");
             }
         }
     }

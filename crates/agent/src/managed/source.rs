@@ -86,6 +86,14 @@ impl ManagedFile {
             )));
         }
         let user_agent = text("user_agent", self.user_agent)?;
+        if let Some(ua) = &user_agent
+            && !link_peeler_wire::protocol::is_valid_user_agent(ua)
+        {
+            return Err(err(format!(
+                "user_agent must be {}",
+                link_peeler_wire::protocol::USER_AGENT_RULE
+            )));
+        }
         let allow_networks = match self.allow_networks {
             Some(list) => Some(
                 list.iter()

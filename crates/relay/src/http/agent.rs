@@ -43,7 +43,7 @@ pub async fn poll(
 ) -> Result<Json<PollResponse>, Rejection> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
-    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::Device)?;
+    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::Device).await?;
     let poll: PollRequest = parse_json(&body)?;
     poll.validate()?;
 
@@ -89,8 +89,10 @@ async fn claim(
             store.release(tasks.into_iter().map(|t| t.lease_id).collect());
         }
     });
-    rx.await
-        .map_err(|_| Rejection::internal("claim", "claim task ended without answering"))?
+    let claimed = rx
+        .await
+        .map_err(|_| Rejection::internal("claim", "claim task ended without answering"))?;
+    Ok(claimed?)
 }
 
 fn to_task(t: ClaimedTask) -> Task {
@@ -112,7 +114,7 @@ pub async fn post_result(
 ) -> Result<Json<serde_json::Value>, Rejection> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
-    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::Device)?;
+    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::Device).await?;
     let post: ResultPost = parse_json(&body)?;
     let result_json = serde_json::to_string(&post.result)
         .map_err(|e| Rejection::internal("encoding result", e))?;

@@ -74,7 +74,7 @@ pub struct Authed {
 }
 
 /// Verifies a signed request for an endpoint meant for `want`.
-pub fn authenticate(
+pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
@@ -82,7 +82,7 @@ pub fn authenticate(
 ) -> Result<Authed, Rejection> {
     let signed = SignedHeaders::from_headers(headers).map_err(|e| e.to_api_error())?;
     signing::check_window(signed.timestamp, signing::unix_now()).map_err(|e| e.to_api_error())?;
-    let (kind, secret) = match state.store.lookup_key(&signed.key_id)? {
+    let (kind, secret) = match state.store.lookup_key(&signed.key_id).await? {
         Lookup::Unknown => {
             return Err(Rejection::new(
                 ErrorCode::UnknownKey,

@@ -15,7 +15,7 @@ use link_peeler_wire::protocol::{ErrorCode, FetchRequest, HEADER_IDEMPOTENT_REPL
 pub async fn fetch(State(state): State<AppState>, req: Request) -> Result<Response, Rejection> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
-    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::ApiKey)?;
+    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::ApiKey).await?;
     let request: FetchRequest = parse_json(&body)?;
     request.validate()?;
     let submitted = state
@@ -41,11 +41,12 @@ pub async fn get_job(
 ) -> Result<Json<Job>, Rejection> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
-    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::ApiKey)?;
+    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::ApiKey).await?;
     state.store.consume_nonce(auth.nonce).await?;
     state
         .store
-        .get_job(&auth.key_id, &job_id)?
+        .get_job(&auth.key_id, &job_id)
+        .await?
         .map(Json)
         .ok_or_else(|| Rejection::new(ErrorCode::NotFound, format!("no job {job_id}")))
 }
@@ -58,7 +59,7 @@ pub async fn find(
 ) -> Result<Json<Job>, Rejection> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
-    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::ApiKey)?;
+    let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::ApiKey).await?;
     let wanted: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == "idempotencyKey")
         .map(|(_, v)| v.into_owned())
@@ -81,7 +82,8 @@ pub async fn find(
     state.store.consume_nonce(auth.nonce).await?;
     state
         .store
-        .find_job(&auth.key_id, &key)?
+        .find_job(&auth.key_id, &key)
+        .await?
         .map(Json)
         .ok_or_else(|| Rejection::new(ErrorCode::NotFound, "no job with this idempotencyKey"))
 }

@@ -15,14 +15,15 @@ use crate::metrics::StateLabel;
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Rejection> {
     state
         .store
-        .read(|c| c.query_row("SELECT 1", [], |_| Ok(())))?;
+        .read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+        .await?;
     Ok(Json(serde_json::json!({"status": "ok"})))
 }
 
 /// Prometheus text format. Job counts are read from the store at scrape time,
 /// so they are right across restarts and admin edits.
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Rejection> {
-    let counts = state.store.count_jobs_by_status()?;
+    let counts = state.store.count_jobs_by_status().await?;
     for s in ["queued", "leased", "done", "failed"] {
         let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         state

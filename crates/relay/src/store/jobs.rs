@@ -11,14 +11,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::Rejection;
+use super::StoreError;
 use crate::ids;
 use link_peeler_wire::protocol::{
     ErrorCode, FetchOptions, FetchRequest, Job, JobError, JobStatus, ResolutionResult,
 };
-
-/// Suggested wait before retrying a submission refused with `queue_full`.
-const QUEUE_FULL_RETRY_SECS: u64 = 5;
 
 /// Outcome of a submission.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,43 +25,59 @@ pub struct Submitted {
     pub created: bool,
 }
 
+/// Creates a job, or finds the identical earlier one (idempotency), within
+/// the key's queue and daily limits.
 pub fn submit(
     conn: &Connection,
     key_id: &str,
     req: &FetchRequest,
     now: i64,
-) -> Result<Submitted, Rejection> {
+) -> Result<Submitted, StoreError> {
     let canonical = req.canonical_json();
+    if let Some(job) = replay(conn, key_id, req, &canonical)? {
+        return Ok(Submitted {
+            job,
+            created: false,
+        });
+    }
+    let day = check_limits(conn, key_id, now)?;
+    count_submission(conn, key_id, day)?;
+    let job = insert_job(conn, key_id, req, &canonical, now)?;
+    Ok(Submitted { job, created: true })
+}
+
+/// The job an earlier submission with this idempotency key created, if its
+/// payload was the same; `IdempotencyConflict` if it was different.
+fn replay(
+    conn: &Connection,
+    key_id: &str,
+    req: &FetchRequest,
+    canonical: &str,
+) -> Result<Option<Job>, StoreError> {
     let existing: Option<String> = conn
         .prepare_cached(
             "SELECT canonical FROM jobs WHERE api_key_id = ?1 AND idempotency_key = ?2",
         )?
         .query_row(params![key_id, req.idempotency_key], |r| r.get(0))
         .optional()?;
-    if let Some(stored) = existing {
-        if stored != canonical {
-            return Err(Rejection::new(
-                ErrorCode::IdempotencyConflict,
-                "idempotencyKey was already used with a different payload",
-            ));
-        }
-        let job = find_by_idempotency_key(conn, key_id, &req.idempotency_key)?
-            .ok_or_else(|| Rejection::internal("idempotent replay", "job vanished"))?;
-        return Ok(Submitted {
-            job,
-            created: false,
-        });
+    let Some(stored) = existing else {
+        return Ok(None);
+    };
+    if stored != canonical {
+        return Err(StoreError::IdempotencyConflict);
     }
+    find_by_idempotency_key(conn, key_id, &req.idempotency_key)?
+        .map(Some)
+        .ok_or_else(|| StoreError::internal("idempotent replay", "job vanished"))
+}
 
+/// Checks `maxQueued` and the daily limit; returns the UTC day of `now`.
+fn check_limits(conn: &Connection, key_id: &str, now: i64) -> Result<i64, StoreError> {
     let (queued, max_queued, daily_limit): (i64, i64, i64) = conn
         .prepare_cached("SELECT queued, max_queued, daily_limit FROM api_keys WHERE id = ?1")?
         .query_row([key_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     if queued >= max_queued {
-        return Err(Rejection::new(
-            ErrorCode::QueueFull,
-            format!("this key already has {queued} unfinished jobs (maxQueued {max_queued})"),
-        )
-        .retry_after(QUEUE_FULL_RETRY_SECS));
+        return Err(StoreError::QueueFull { queued, max_queued });
     }
     let day = ids::utc_day(now);
     let used: i64 = conn
@@ -73,13 +86,16 @@ pub fn submit(
         .optional()?
         .unwrap_or(0);
     if used >= daily_limit {
-        return Err(Rejection::new(
-            ErrorCode::QuotaExceeded,
-            format!("daily limit of {daily_limit} jobs reached; it resets at 00:00 UTC"),
-        )
-        .retry_after(ids::secs_until_next_utc_day(now)));
+        return Err(StoreError::QuotaExceeded {
+            daily_limit,
+            resets_in_secs: ids::secs_until_next_utc_day(now),
+        });
     }
+    Ok(day)
+}
 
+/// Counts a new job against the key's daily usage and its unfinished jobs.
+fn count_submission(conn: &Connection, key_id: &str, day: i64) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO daily_usage (api_key_id, day, count) VALUES (?1, ?2, 1)
          ON CONFLICT (api_key_id, day) DO UPDATE SET count = count + 1",
@@ -87,14 +103,24 @@ pub fn submit(
     .execute(params![key_id, day])?;
     conn.prepare_cached("UPDATE api_keys SET queued = queued + 1 WHERE id = ?1")?
         .execute([key_id])?;
+    Ok(())
+}
 
+/// Inserts a queued job and returns it as its owner will read it.
+fn insert_job(
+    conn: &Connection,
+    key_id: &str,
+    req: &FetchRequest,
+    canonical: &str,
+    now: i64,
+) -> Result<Job, StoreError> {
     let job_id = ids::job_id();
     let options = req
         .options
         .as_ref()
         .map(serde_json::to_string)
         .transpose()
-        .map_err(|e| Rejection::internal("encoding options", e))?;
+        .map_err(|e| StoreError::internal("encoding options", e))?;
     conn.prepare_cached(
         "INSERT INTO jobs (id, api_key_id, idempotency_key, canonical, tracking_url, source, row_id, options, status, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9)",
@@ -111,22 +137,19 @@ pub fn submit(
         now
     ])?;
     let stamp = ids::rfc3339(now);
-    Ok(Submitted {
-        job: Job {
-            job_id,
-            idempotency_key: req.idempotency_key.clone(),
-            tracking_url: req.tracking_url.clone(),
-            source: req.source.clone(),
-            row_id: req.row_id.clone(),
-            status: JobStatus::Queued,
-            attempts: 0,
-            created_at: stamp.clone(),
-            updated_at: stamp,
-            resolved_by: None,
-            result: None,
-            error: None,
-        },
-        created: true,
+    Ok(Job {
+        job_id,
+        idempotency_key: req.idempotency_key.clone(),
+        tracking_url: req.tracking_url.clone(),
+        source: req.source.clone(),
+        row_id: req.row_id.clone(),
+        status: JobStatus::Queued,
+        attempts: 0,
+        created_at: stamp.clone(),
+        updated_at: stamp,
+        resolved_by: None,
+        result: None,
+        error: None,
     })
 }
 
@@ -257,7 +280,7 @@ pub fn post_result(
     lease_id: &str,
     result_json: &str,
     now: i64,
-) -> Result<(), Rejection> {
+) -> Result<(), StoreError> {
     let row: Option<(String, Option<String>, Option<String>, String)> = conn
         .prepare_cached(
             "SELECT status, lease_id, lease_device, api_key_id FROM jobs WHERE id = ?1",
@@ -267,10 +290,9 @@ pub fn post_result(
         })
         .optional()?;
     let Some((status, held_lease, held_by, api_key_id)) = row else {
-        return Err(Rejection::new(
-            ErrorCode::NotFound,
-            format!("no task {task_id}"),
-        ));
+        return Err(StoreError::TaskNotFound {
+            task_id: task_id.to_owned(),
+        });
     };
     let ours = held_lease.as_deref() == Some(lease_id) && held_by.as_deref() == Some(device_id);
     match (status.as_str(), ours) {
@@ -286,10 +308,7 @@ pub fn post_result(
                 .execute([api_key_id])?;
             Ok(())
         }
-        _ => Err(Rejection::new(
-            ErrorCode::LeaseLost,
-            "this lease expired and the task was handed out again; drop the result",
-        )),
+        _ => Err(StoreError::LeaseLost),
     }
 }
 
@@ -329,6 +348,21 @@ pub fn reap_expired_leases(
             reaped.requeued += 1;
         }
     }
+    Ok(reaped)
+}
+
+/// One maintenance pass: requeues or fails expired leases, forgets nonces
+/// that can no longer pass the window and deletes finished jobs older than
+/// the retention.
+pub fn maintain(
+    conn: &Connection,
+    now: i64,
+    max_expiries: u32,
+    retention_ms: i64,
+) -> rusqlite::Result<Reaped> {
+    let reaped = reap_expired_leases(conn, now, max_expiries)?;
+    prune_nonces(conn, now / 1000)?;
+    prune_finished(conn, now.saturating_sub(retention_ms))?;
     Ok(reaped)
 }
 

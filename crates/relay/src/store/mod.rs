@@ -2,21 +2,30 @@
 //!
 //! Writes go through one thread with group commit ([`writer`]); reads use a
 //! small pool of read-only connections, which WAL lets run beside the writer.
+//! No SQLite call runs on an async worker thread: writes wait on a oneshot
+//! for the writer thread, reads run on tokio's blocking pool ([`Store::read`]).
 //! Admin commands (`keys create`, `devices revoke`, …) open the same file from
 //! another process with [`open_admin`]; SQLite's locking and `busy_timeout`
 //! make that safe while a relay is serving.
+//!
+//! Operations answer [`StoreError`], never an HTTP type; time comes from a
+//! [`Clock`], so tests can move it instead of waiting.
 
+mod error;
 mod jobs;
 mod principals;
 mod schema;
+#[cfg(test)]
+mod testing;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::Connection;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 
+pub use error::{CodeRefusal, StoreError};
 pub use jobs::{ClaimedTask, Reaped, Submitted};
 pub use principals::{
     CreatedKey, DEFAULT_CODE_TTL_MS, DEFAULT_DAILY_LIMIT, DEFAULT_MAX_QUEUED, DeviceInfo,
@@ -26,12 +35,27 @@ pub use schema::SCHEMA_VERSION;
 use writer::{Envelope, Op};
 pub use writer::{NonceUse, WriterStats};
 
-use crate::Rejection;
-use crate::ids::now_ms;
-use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, ErrorCode, FetchRequest, Job};
+use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, FetchRequest, Job};
 
 /// Read connections kept open for request handlers.
 const READERS: usize = 4;
+
+/// Where the store's "now" comes from: every lease, code expiry and quota day
+/// is decided by the time the store stamps on an op when it is sent.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        crate::ids::now_ms()
+    }
+}
 
 /// A handle to the relay's database, cheap to clone.
 #[derive(Clone)]
@@ -42,20 +66,73 @@ pub struct Store {
 struct Inner {
     writer: Mutex<Option<mpsc::Sender<Envelope>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    readers: Vec<Mutex<Connection>>,
+    readers: Readers,
     /// Signalled after a commit that made a task available to agents.
     work_available: Arc<Notify>,
     stats: Arc<WriterStats>,
+    clock: Arc<dyn Clock>,
     path: PathBuf,
+}
+
+/// Read-only connections for blocking-pool threads. A read first takes one of
+/// [`READERS`] permits without blocking a thread, so a connection is always
+/// idle for it by the time it runs, and no more than [`READERS`] blocking
+/// threads are ever busy with reads.
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    fn open(path: &Path) -> anyhow::Result<Readers> {
+        let idle = (0..READERS)
+            .map(|_| schema::open_reader(path))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Readers {
+            idle: Mutex::new(idle),
+            permits: Arc::new(Semaphore::new(READERS)),
+        })
+    }
+
+    /// An idle connection, given back when the guard drops. Call only with a permit held.
+    fn checkout(&self) -> Result<Checkout<'_>, StoreError> {
+        let conn = self
+            .idle
+            .lock()
+            .map_err(|_| StoreError::internal("reader", "lock poisoned"))?
+            .pop()
+            .ok_or_else(|| StoreError::internal("reader", "no idle connection"))?;
+        Ok(Checkout {
+            idle: &self.idle,
+            conn: Some(conn),
+        })
+    }
+}
+
+/// A read connection out of the pool.
+struct Checkout<'a> {
+    idle: &'a Mutex<Vec<Connection>>,
+    conn: Option<Connection>,
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.idle.lock()) {
+            idle.push(conn);
+        }
+    }
 }
 
 impl Store {
     /// Opens (creating and migrating) the database and starts the writer thread.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
+        Store::open_with_clock(path, Arc::new(SystemClock))
+    }
+
+    /// [`Store::open`] with another clock (tests move time instead of waiting it out).
+    pub fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
         let conn = schema::open(path)?;
-        let readers = (0..READERS)
-            .map(|_| schema::open_reader(path).map(Mutex::new))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let readers = Readers::open(path)?;
         let (tx, rx) = mpsc::channel();
         let work_available = Arc::new(Notify::new());
         let notify = work_available.clone();
@@ -71,6 +148,7 @@ impl Store {
                 readers,
                 work_available,
                 stats,
+                clock,
                 path: path.to_owned(),
             }),
         })
@@ -106,56 +184,70 @@ impl Store {
         }
     }
 
-    fn send(&self, op: Op, nonce: Option<NonceUse>) -> Result<(), Rejection> {
+    fn send(&self, op: Op, nonce: Option<NonceUse>) -> Result<(), StoreError> {
         let guard = self
             .inner
             .writer
             .lock()
-            .map_err(|_| Rejection::internal("writer", "lock poisoned"))?;
-        let tx = guard
-            .as_ref()
-            .ok_or_else(|| Rejection::new(ErrorCode::Internal, "the relay is shutting down"))?;
+            .map_err(|_| StoreError::internal("writer", "lock poisoned"))?;
+        let tx = guard.as_ref().ok_or(StoreError::ShuttingDown)?;
         tx.send(Envelope {
             op,
             nonce,
-            now: now_ms(),
+            now: self.inner.clock.now_ms(),
         })
-        .map_err(|_| Rejection::new(ErrorCode::Internal, "the relay is shutting down"))
+        .map_err(|_| StoreError::ShuttingDown)
     }
 
     async fn call<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, Rejection>>) -> Op,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
         nonce: Option<NonceUse>,
-    ) -> Result<T, Rejection> {
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx), nonce)?;
         rx.await
-            .map_err(|_| Rejection::internal("writer", "dropped an op without answering"))?
+            .map_err(|_| StoreError::internal("writer", "dropped an op without answering"))?
     }
 
-    /// Runs `f` on a pooled read-only connection.
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, Rejection> {
-        let readers = &self.inner.readers;
-        for r in readers {
-            if let Ok(conn) = r.try_lock() {
-                return f(&conn).map_err(Rejection::from);
-            }
-        }
-        let conn = readers[0]
-            .lock()
-            .map_err(|_| Rejection::internal("reader", "lock poisoned"))?;
-        f(&conn).map_err(Rejection::from)
+    /// Runs `f` on a pooled read-only connection, on tokio's blocking pool.
+    ///
+    /// Waiting for a free connection is async (a semaphore permit), so a burst
+    /// of reads parks tasks, not threads. The permit moves into the blocking
+    /// closure: a read whose caller went away still returns its connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .readers
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let checkout = inner.readers.checkout()?;
+            let conn = checkout
+                .conn
+                .as_ref()
+                .ok_or_else(|| StoreError::internal("reader", "connection missing"))?;
+            f(conn).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::internal("reader", e))?
     }
 
-    pub fn lookup_key(&self, key_id: &str) -> Result<Lookup, Rejection> {
-        self.read(|c| principals::lookup(c, key_id))
+    pub async fn lookup_key(&self, key_id: &str) -> Result<Lookup, StoreError> {
+        let key_id = key_id.to_owned();
+        self.read(move |c| principals::lookup(c, &key_id)).await
     }
 
-    pub async fn consume_nonce(&self, nonce: NonceUse) -> Result<(), Rejection> {
+    pub async fn consume_nonce(&self, nonce: NonceUse) -> Result<(), StoreError> {
         self.call(Op::Nonce, Some(nonce)).await
     }
 
@@ -164,7 +256,7 @@ impl Store {
         key_id: &str,
         request: FetchRequest,
         nonce: NonceUse,
-    ) -> Result<Submitted, Rejection> {
+    ) -> Result<Submitted, StoreError> {
         let key_id = key_id.to_owned();
         self.call(
             |reply| Op::Submit {
@@ -177,12 +269,20 @@ impl Store {
         .await
     }
 
-    pub fn get_job(&self, key_id: &str, job_id: &str) -> Result<Option<Job>, Rejection> {
-        self.read(|c| jobs::get(c, key_id, job_id))
+    /// A job as its owner sees it; `None` for unknown ids and other keys' jobs.
+    pub async fn get_job(&self, key_id: &str, job_id: &str) -> Result<Option<Job>, StoreError> {
+        let (key_id, job_id) = (key_id.to_owned(), job_id.to_owned());
+        self.read(move |c| jobs::get(c, &key_id, &job_id)).await
     }
 
-    pub fn find_job(&self, key_id: &str, idempotency_key: &str) -> Result<Option<Job>, Rejection> {
-        self.read(|c| jobs::find_by_idempotency_key(c, key_id, idempotency_key))
+    pub async fn find_job(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<Job>, StoreError> {
+        let (key_id, idempotency_key) = (key_id.to_owned(), idempotency_key.to_owned());
+        self.read(move |c| jobs::find_by_idempotency_key(c, &key_id, &idempotency_key))
+            .await
     }
 
     pub async fn claim(
@@ -191,7 +291,7 @@ impl Store {
         capacity: u32,
         lease_ms: i64,
         nonce: Option<NonceUse>,
-    ) -> Result<Vec<ClaimedTask>, Rejection> {
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
         let device_id = device_id.to_owned();
         self.call(
             |reply| Op::Claim {
@@ -219,7 +319,7 @@ impl Store {
         lease_id: &str,
         result_json: String,
         nonce: NonceUse,
-    ) -> Result<(), Rejection> {
+    ) -> Result<(), StoreError> {
         let (device_id, task_id, lease_id) = (
             device_id.to_owned(),
             task_id.to_owned(),
@@ -238,7 +338,7 @@ impl Store {
         .await
     }
 
-    pub async fn enroll(&self, request: EnrollRequest) -> Result<EnrollResponse, Rejection> {
+    pub async fn enroll(&self, request: EnrollRequest) -> Result<EnrollResponse, StoreError> {
         self.call(|reply| Op::Enroll { request, reply }, None).await
     }
 
@@ -247,7 +347,7 @@ impl Store {
         &self,
         max_expiries: u32,
         retention_ms: i64,
-    ) -> Result<Reaped, Rejection> {
+    ) -> Result<Reaped, StoreError> {
         self.call(
             |reply| Op::Maintain {
                 max_expiries,
@@ -259,8 +359,9 @@ impl Store {
         .await
     }
 
-    pub fn count_jobs_by_status(&self) -> Result<Vec<(String, i64)>, Rejection> {
-        self.read(jobs::count_by_status)
+    /// Number of jobs in each state, for `/metrics`.
+    pub async fn count_jobs_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(jobs::count_by_status).await
     }
 }
 
@@ -274,4 +375,261 @@ pub mod admin {
     pub use super::principals::{
         create_enrollment_code, create_key, list_devices, list_keys, revoke_device, revoke_key,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::testing::{FakeClock, T0, TestDb, fetch, nonce};
+    use super::*;
+    use link_peeler_wire::protocol::{ErrorCode, JobStatus};
+
+    const LEASE_MS: i64 = 120_000;
+    const MAX_EXPIRIES: u32 = 3;
+    const RETENTION_MS: i64 = 30 * 24 * 3_600_000;
+
+    async fn claim_one(store: &Store, device: &str) -> Vec<ClaimedTask> {
+        store.claim(device, 1, LEASE_MS, None).await.unwrap()
+    }
+
+    async fn maintain(store: &Store) -> Reaped {
+        store.maintain(MAX_EXPIRIES, RETENTION_MS).await.unwrap()
+    }
+
+    async fn post(
+        store: &Store,
+        device: &str,
+        task: &ClaimedTask,
+        n: &str,
+    ) -> Result<(), StoreError> {
+        let result = r#"{"conclusion":"final"}"#.to_owned();
+        store
+            .post_result(
+                device,
+                &task.task_id,
+                &task.lease_id,
+                result,
+                nonce(device, n),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_requeues_the_task_and_its_late_result_is_lease_lost() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        let clock = FakeClock::at(T0);
+        let store = db.store(&clock);
+        let job = store
+            .submit(&key, fetch("k", "https://a.test/"), nonce(&key, "n1"))
+            .await
+            .unwrap()
+            .job;
+
+        let first = claim_one(&store, "dev_one").await;
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].lease_expires_at, T0 + LEASE_MS);
+        clock.advance(LEASE_MS - 1);
+        assert_eq!(maintain(&store).await, Reaped::default(), "not yet expired");
+        assert!(
+            claim_one(&store, "dev_two").await.is_empty(),
+            "one holder per task"
+        );
+
+        clock.advance(1);
+        let reaped = maintain(&store).await;
+        assert_eq!((reaped.requeued, reaped.failed), (1, 0));
+        let second = claim_one(&store, "dev_two").await;
+        assert_eq!(second[0].task_id, job.job_id);
+        assert_eq!(second[0].attempt, 2);
+        assert_ne!(second[0].lease_id, first[0].lease_id);
+
+        let late = post(&store, "dev_one", &first[0], "n2").await;
+        assert!(matches!(late, Err(StoreError::LeaseLost)), "{late:?}");
+        post(&store, "dev_two", &second[0], "n3").await.unwrap();
+        let done = store.get_job(&key, &job.job_id).await.unwrap().unwrap();
+        assert_eq!(done.status, JobStatus::Done);
+        assert_eq!(done.resolved_by.as_deref(), Some("dev_two"));
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_lease_expires_max_times_fails_as_agent_unavailable() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        let clock = FakeClock::at(T0);
+        let store = db.store(&clock);
+        let job = store
+            .submit(&key, fetch("k", "https://a.test/"), nonce(&key, "n1"))
+            .await
+            .unwrap()
+            .job;
+        for attempt in 1..=MAX_EXPIRIES {
+            let tasks = claim_one(&store, "dev_one").await;
+            assert_eq!(tasks[0].attempt, attempt);
+            clock.advance(LEASE_MS);
+            let reaped = maintain(&store).await;
+            let expected = if attempt < MAX_EXPIRIES {
+                (1, 0)
+            } else {
+                (0, 1)
+            };
+            assert_eq!(
+                (reaped.requeued, reaped.failed),
+                expected,
+                "expiry {attempt}"
+            );
+        }
+        assert!(claim_one(&store, "dev_one").await.is_empty());
+        let failed = store.get_job(&key, &job.job_id).await.unwrap().unwrap();
+        assert_eq!(failed.status, JobStatus::Failed);
+        let error = failed.error.unwrap();
+        assert_eq!(error.code, ErrorCode::AgentUnavailable);
+        assert_eq!(error.message, "the lease expired 3 times without a result");
+        let queued = store
+            .read(|c| c.query_row("SELECT queued FROM api_keys", [], |r| r.get::<_, i64>(0)))
+            .await
+            .unwrap();
+        assert_eq!(queued, 0, "a failed job frees its queue slot");
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn enrollment_codes_expire_by_the_store_clock() {
+        let db = TestDb::new();
+        let ttl = 3_600_000;
+        let code = |name: &str| {
+            principals::create_enrollment_code(&db.conn(), name, ttl, T0)
+                .unwrap()
+                .code
+        };
+        let (expiring, fresh) = (code("a"), code("b"));
+        let clock = FakeClock::at(T0 + ttl - 1);
+        let store = db.store(&clock);
+        let enroll = |code: &str| {
+            store.enroll(EnrollRequest {
+                code: code.to_owned(),
+                name: None,
+                platform: None,
+                version: None,
+            })
+        };
+        let creds = enroll(&fresh).await.unwrap();
+        assert!(creds.device_id.starts_with("dev_"));
+        clock.advance(1);
+        let refusal = |r: Result<EnrollResponse, StoreError>| match r {
+            Err(StoreError::InvalidCode(why)) => why,
+            other => panic!("expected a refused code, got {other:?}"),
+        };
+        assert_eq!(refusal(enroll(&expiring).await), CodeRefusal::Expired);
+        assert_eq!(refusal(enroll(&fresh).await), CodeRefusal::AlreadyUsed);
+        assert_eq!(
+            refusal(enroll("0000-0000-0000").await),
+            CodeRefusal::Unknown
+        );
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn the_daily_limit_resets_at_utc_midnight_by_the_store_clock() {
+        let db = TestDb::new();
+        let key = db.key(1, 100);
+        let midnight = 19_700 * 86_400_000;
+        let clock = FakeClock::at(midnight - 1_500);
+        let store = db.store(&clock);
+        let submit = |idem: &str, n: &str| {
+            store.submit(&key, fetch(idem, "https://a.test/"), nonce(&key, n))
+        };
+        submit("k1", "n1").await.unwrap();
+        match submit("k2", "n2").await {
+            Err(StoreError::QuotaExceeded {
+                daily_limit: 1,
+                resets_in_secs: 2,
+            }) => {}
+            other => panic!("expected quota_exceeded, got {other:?}"),
+        }
+        clock.advance(1_500);
+        assert!(submit("k2", "n3").await.unwrap().created);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_each_get_their_own_answer() {
+        let db = TestDb::new();
+        let key = db.key(1000, 1000);
+        let store = db.store(&FakeClock::at(T0));
+        let submits = (0..32).map(|i| {
+            let (store, key) = (store.clone(), key.clone());
+            async move {
+                let idem = format!("k{i}");
+                let s = store
+                    .submit(&key, fetch(&idem, "https://a.test/"), nonce(&key, &idem))
+                    .await
+                    .unwrap();
+                assert_eq!(s.job.idempotency_key, idem);
+                s.job.job_id
+            }
+        });
+        let ids = futures_util::future::join_all(submits).await;
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), 32);
+        let stats = store.writer_stats();
+        assert_eq!(stats.ops.load(Ordering::Relaxed), 32);
+        assert!(stats.commits.load(Ordering::Relaxed) <= 32);
+        store.close();
+    }
+
+    /// On a current-thread runtime a read that ran on the async thread would
+    /// block the only thread that can send it what it waits for.
+    #[tokio::test]
+    async fn reads_run_off_the_async_thread() {
+        let db = TestDb::new();
+        let store = db.store(&FakeClock::at(T0));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let read = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |_| Ok(rx.recv_timeout(Duration::from_secs(10)).is_ok()))
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        tx.send(()).unwrap();
+        assert!(
+            read.await.unwrap().unwrap(),
+            "the read was released by the async side"
+        );
+        store.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_reads_uses_at_most_the_pooled_connections() {
+        let db = TestDb::new();
+        let store = db.store(&FakeClock::at(T0));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let reads = (0..24).map(|_| {
+            let (store, busy, most) = (store.clone(), busy.clone(), most.clone());
+            async move {
+                store
+                    .read(move |c| {
+                        let now = busy.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(5));
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                        c.query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, i64>(0))
+                    })
+                    .await
+            }
+        });
+        for r in futures_util::future::join_all(reads).await {
+            assert_eq!(r.unwrap(), 0);
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=READERS).contains(&most), "{most} reads at once");
+        store.close();
+    }
 }

@@ -7,9 +7,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::Rejection;
+use super::{CodeRefusal, StoreError};
 use crate::ids;
-use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, ErrorCode};
+use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse};
 
 /// Defaults for a new API key's quota.
 pub const DEFAULT_DAILY_LIMIT: u32 = 10_000;
@@ -242,7 +242,7 @@ pub fn enroll(
     conn: &Connection,
     req: &EnrollRequest,
     now: i64,
-) -> Result<EnrollResponse, Rejection> {
+) -> Result<EnrollResponse, StoreError> {
     let hash = ids::enrollment_code_hash(&req.code);
     let row: Option<(String, i64, Option<i64>)> = conn
         .prepare_cached(
@@ -250,16 +250,12 @@ pub fn enroll(
         )?
         .query_row([&hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let refused = |why: &str| {
-        Rejection::new(
-            ErrorCode::Forbidden,
-            format!("enrollment code {why}; ask your admin for a new one"),
-        )
-    };
     let label = match row {
-        None => return Err(refused("is not valid")),
-        Some((_, _, Some(_))) => return Err(refused("was already used")),
-        Some((_, expires, None)) if expires <= now => return Err(refused("has expired")),
+        None => return Err(StoreError::InvalidCode(CodeRefusal::Unknown)),
+        Some((_, _, Some(_))) => return Err(StoreError::InvalidCode(CodeRefusal::AlreadyUsed)),
+        Some((_, expires, None)) if expires <= now => {
+            return Err(StoreError::InvalidCode(CodeRefusal::Expired));
+        }
         Some((label, _, None)) => label,
     };
     let device_id = ids::device_id();

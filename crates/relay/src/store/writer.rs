@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{Notify, oneshot};
 
+use super::StoreError;
 use super::jobs::{self, ClaimedTask, Reaped, Submitted};
 use super::principals;
-use crate::Rejection;
-use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, ErrorCode, FetchRequest};
+use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, FetchRequest};
 
 /// Most ops committed together.
 pub const MAX_BATCH: usize = 512;
@@ -32,7 +32,7 @@ pub struct NonceUse {
     pub expires_at: i64,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, Rejection>>;
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One unit of work for the writer.
 pub enum Op {
@@ -74,19 +74,53 @@ pub enum Op {
 pub struct Envelope {
     pub op: Op,
     pub nonce: Option<NonceUse>,
+    /// The store clock's time (ms since the epoch) when the op was sent; every
+    /// time check of the op (lease expiry, code expiry, the quota day) uses it.
     pub now: i64,
 }
 
 /// Sends an answer once the batch's fate is known.
-type Answer = Box<dyn FnOnce(Option<&Rejection>) + Send>;
+type Answer = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
-fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, Rejection>) -> Answer {
+fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Answer {
     Box::new(move |commit_failed| {
         let _ = reply.send(match commit_failed {
             None => result,
             Some(e) => Err(e.clone()),
         });
     })
+}
+
+/// What running one op produced.
+struct Outcome {
+    answer: Answer,
+    /// `false` rolls the op back to its savepoint.
+    ok: bool,
+    /// The op made a task available to agents (never for a failed op).
+    wakes: bool,
+}
+
+impl Outcome {
+    fn of<T: Send + 'static>(
+        reply: Reply<T>,
+        result: Result<T, StoreError>,
+        wakes: bool,
+    ) -> Outcome {
+        let ok = result.is_ok();
+        Outcome {
+            answer: answer(reply, result),
+            ok,
+            wakes: ok && wakes,
+        }
+    }
+
+    fn failed(op: Op, e: StoreError) -> Outcome {
+        Outcome {
+            answer: fail(op, e),
+            ok: false,
+            wakes: false,
+        }
+    }
 }
 
 /// Counters of the group commit, for `/metrics` and the benchmark.
@@ -105,44 +139,21 @@ pub fn run(
 ) {
     let mut sync = Sync::Full;
     while let Ok(first) = rx.recv() {
-        let mut batch = Vec::with_capacity(64);
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(env) => batch.push(env),
-                Err(_) => break,
+        let batch = take_batch(&rx, first);
+        let Ran {
+            answers,
+            wake,
+            committed,
+        } = run_batch(&mut conn, &mut sync, batch);
+        let failure = match committed {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.ops.fetch_add(answers.len() as u64, Ordering::Relaxed);
+                None
             }
-        }
-        let mut wake = false;
-        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
-        let committed = (|| -> rusqlite::Result<()> {
-            set_sync(&conn, &mut sync, Sync::for_batch(&batch))?;
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for env in batch.drain(..) {
-                tx.prepare_cached("SAVEPOINT op")?.execute([])?;
-                let (ans, ok, wakes) = execute(&tx, env);
-                if ok {
-                    wake |= wakes;
-                } else {
-                    tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
-                }
-                tx.prepare_cached("RELEASE op")?.execute([])?;
-                answers.push(ans);
-            }
-            tx.commit()
-        })();
-        let failure = committed
-            .err()
-            .map(|e| Rejection::internal("commit failed", e));
-        if failure.is_some() {
-            wake = false;
-        } else {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.ops.fetch_add(answers.len() as u64, Ordering::Relaxed);
-        }
-        // A failure before all ops ran leaves some unanswered: their senders
-        // drop with `batch`, which the waiting handler reports as internal.
-        drop(batch);
+            Err(e) => Some(StoreError::sqlite("commit failed", e)),
+        };
+        let wake = wake && failure.is_none();
         for ans in answers {
             ans(failure.as_ref());
         }
@@ -150,6 +161,63 @@ pub fn run(
             work_available.notify_waiters();
         }
     }
+}
+
+/// `first` and whatever else is already waiting, up to [`MAX_BATCH`] ops.
+fn take_batch(rx: &mpsc::Receiver<Envelope>, first: Envelope) -> Vec<Envelope> {
+    let mut batch = Vec::with_capacity(64);
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(env) => batch.push(env),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// A batch whose transaction has ended, with its answers not yet sent.
+struct Ran {
+    answers: Vec<Answer>,
+    /// Some kept op made a task available.
+    wake: bool,
+    committed: rusqlite::Result<()>,
+}
+
+/// Runs every op of `batch` in its own savepoint of one transaction, then
+/// commits once. A failure before all ops ran leaves some unanswered: their
+/// reply senders drop with the batch, which the waiting handler reports as
+/// internal.
+fn run_batch(conn: &mut Connection, sync: &mut Sync, mut batch: Vec<Envelope>) -> Ran {
+    let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+    let mut wake = false;
+    let committed = (|| {
+        set_sync(conn, sync, Sync::for_batch(&batch))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for env in batch.drain(..) {
+            let outcome = in_savepoint(&tx, env)?;
+            wake |= outcome.wakes;
+            answers.push(outcome.answer);
+        }
+        tx.commit()
+    })();
+    Ran {
+        answers,
+        wake,
+        committed,
+    }
+}
+
+/// Runs one op inside `SAVEPOINT op`. An op that fails is rolled back to it,
+/// which undoes its own changes (its nonce too) and nobody else's.
+fn in_savepoint(conn: &Connection, env: Envelope) -> rusqlite::Result<Outcome> {
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    let outcome = execute(conn, env);
+    if !outcome.ok {
+        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE op")?.execute([])?;
+    Ok(outcome)
 }
 
 /// How hard a commit presses the data to disk.
@@ -189,40 +257,39 @@ fn set_sync(conn: &Connection, current: &mut Sync, wanted: Sync) -> rusqlite::Re
     Ok(())
 }
 
-/// Runs one op; returns its answer, whether it succeeded, and whether it made work available.
-fn execute(conn: &Connection, env: Envelope) -> (Answer, bool, bool) {
+/// Runs one op: its nonce first (a replayed nonce fails the op unrun), then the op.
+fn execute(conn: &Connection, env: Envelope) -> Outcome {
     let Envelope { op, nonce, now } = env;
-    if let Some(n) = &nonce {
-        match jobs::consume_nonce(conn, &n.key_id, &n.nonce, n.expires_at) {
-            Ok(true) => {}
-            Ok(false) => {
-                let e = Rejection::new(
-                    ErrorCode::ReplayedNonce,
-                    "this nonce was already used; sign every request with a fresh nonce",
-                );
-                return (fail(op, e), false, false);
-            }
-            Err(e) => return (fail(op, e.into()), false, false),
-        }
-        if n.key_id.starts_with(crate::ids::DEVICE_PREFIX)
-            && let Err(e) = principals::touch_device(conn, &n.key_id, now)
-        {
-            return (fail(op, e.into()), false, false);
-        }
+    if let Some(n) = &nonce
+        && let Err(e) = consume_nonce(conn, n, now)
+    {
+        return Outcome::failed(op, e);
     }
+    run_op(conn, op, now)
+}
+
+/// Consumes a signed request's nonce and records when a device was last seen.
+fn consume_nonce(conn: &Connection, n: &NonceUse, now: i64) -> Result<(), StoreError> {
+    if !jobs::consume_nonce(conn, &n.key_id, &n.nonce, n.expires_at)? {
+        return Err(StoreError::ReplayedNonce);
+    }
+    if n.key_id.starts_with(crate::ids::DEVICE_PREFIX) {
+        principals::touch_device(conn, &n.key_id, now)?;
+    }
+    Ok(())
+}
+
+fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
     match op {
-        Op::Nonce(reply) => (answer(reply, Ok(())), true, false),
+        Op::Nonce(reply) => Outcome::of(reply, Ok(()), false),
         Op::Submit {
             key_id,
             request,
             reply,
         } => {
             let r = jobs::submit(conn, &key_id, &request, now);
-            let (ok, created) = match &r {
-                Ok(s) => (true, s.created),
-                Err(_) => (false, false),
-            };
-            (answer(reply, r), ok, created)
+            let created = matches!(&r, Ok(s) if s.created);
+            Outcome::of(reply, r, created)
         }
         Op::Claim {
             device_id,
@@ -230,15 +297,16 @@ fn execute(conn: &Connection, env: Envelope) -> (Answer, bool, bool) {
             lease_ms,
             reply,
         } => {
-            let r = jobs::claim(conn, &device_id, capacity, lease_ms, now).map_err(Rejection::from);
-            let ok = r.is_ok();
-            (answer(reply, r), ok, false)
+            let r = jobs::claim(conn, &device_id, capacity, lease_ms, now);
+            Outcome::of(reply, r.map_err(StoreError::from), false)
         }
         Op::Release { lease_ids } => {
             let r = jobs::release(conn, &lease_ids, now);
-            let ok = r.is_ok();
-            let released = matches!(r, Ok(n) if n > 0);
-            (Box::new(|_| {}), ok, released)
+            Outcome {
+                answer: Box::new(|_| {}),
+                ok: r.is_ok(),
+                wakes: matches!(r, Ok(n) if n > 0),
+            }
         }
         Op::PostResult {
             device_id,
@@ -248,35 +316,25 @@ fn execute(conn: &Connection, env: Envelope) -> (Answer, bool, bool) {
             reply,
         } => {
             let r = jobs::post_result(conn, &device_id, &task_id, &lease_id, &result_json, now);
-            let ok = r.is_ok();
-            (answer(reply, r), ok, false)
+            Outcome::of(reply, r, false)
         }
         Op::Enroll { request, reply } => {
-            let r = principals::enroll(conn, &request, now);
-            let ok = r.is_ok();
-            (answer(reply, r), ok, false)
+            Outcome::of(reply, principals::enroll(conn, &request, now), false)
         }
         Op::Maintain {
             max_expiries,
             retention_ms,
             reply,
         } => {
-            let r = (|| -> rusqlite::Result<Reaped> {
-                let reaped = jobs::reap_expired_leases(conn, now, max_expiries)?;
-                jobs::prune_nonces(conn, now / 1000)?;
-                jobs::prune_finished(conn, now.saturating_sub(retention_ms))?;
-                Ok(reaped)
-            })()
-            .map_err(Rejection::from);
-            let ok = r.is_ok();
-            let wakes = matches!(&r, Ok(reaped) if reaped.requeued > 0);
-            (answer(reply, r), ok, wakes)
+            let r = jobs::maintain(conn, now, max_expiries, retention_ms);
+            let requeued = matches!(&r, Ok(reaped) if reaped.requeued > 0);
+            Outcome::of(reply, r.map_err(StoreError::from), requeued)
         }
     }
 }
 
 /// Answers an op with an error without running it.
-fn fail(op: Op, e: Rejection) -> Answer {
+fn fail(op: Op, e: StoreError) -> Answer {
     match op {
         Op::Nonce(reply) => answer(reply, Err(e)),
         Op::Submit { reply, .. } => answer(reply, Err(e)),
@@ -285,5 +343,183 @@ fn fail(op: Op, e: Rejection) -> Answer {
         Op::PostResult { reply, .. } => answer(reply, Err(e)),
         Op::Enroll { reply, .. } => answer(reply, Err(e)),
         Op::Maintain { reply, .. } => answer(reply, Err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{T0, TestDb, fetch, nonce};
+
+    type Rx<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+    fn envelope(op: Op, nonce: Option<NonceUse>) -> Envelope {
+        Envelope { op, nonce, now: T0 }
+    }
+
+    fn submit(key: &str, idem: &str, url: &str, n: &str) -> (Envelope, Rx<Submitted>) {
+        let (reply, rx) = oneshot::channel();
+        let op = Op::Submit {
+            key_id: key.to_owned(),
+            request: fetch(idem, url),
+            reply,
+        };
+        (envelope(op, Some(nonce(key, n))), rx)
+    }
+
+    fn nonce_only(key: &str, n: &str) -> (Envelope, Rx<()>) {
+        let (reply, rx) = oneshot::channel();
+        (envelope(Op::Nonce(reply), Some(nonce(key, n))), rx)
+    }
+
+    /// Queues every envelope before the writer starts, so it finds them all
+    /// waiting, then runs the writer on this thread until the queue is done.
+    /// Returns (commits, ops).
+    fn run_writer(db: &TestDb, envelopes: Vec<Envelope>) -> (u64, u64) {
+        let (tx, rx) = mpsc::channel();
+        for env in envelopes {
+            tx.send(env).unwrap();
+        }
+        drop(tx);
+        let stats = Arc::new(WriterStats::default());
+        run(db.conn(), rx, Arc::new(Notify::new()), stats.clone());
+        (
+            stats.commits.load(Ordering::Relaxed),
+            stats.ops.load(Ordering::Relaxed),
+        )
+    }
+
+    fn answer_of<T>(mut rx: Rx<T>) -> Result<T, StoreError> {
+        rx.try_recv().unwrap()
+    }
+
+    #[test]
+    fn waiting_writes_are_one_commit_and_each_op_gets_its_own_answer() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        let mut envelopes = Vec::new();
+        let mut submits = Vec::new();
+        for i in 0..4 {
+            let (env, rx) = submit(&key, &format!("k{i}"), "https://a.test/", &format!("n{i}"));
+            envelopes.push(env);
+            submits.push(rx);
+        }
+        let (env, read_nonce) = nonce_only(&key, "n4");
+        envelopes.push(env);
+        // A claim later in the batch sees the jobs inserted earlier in it.
+        let (reply, claimed) = oneshot::channel();
+        let claim = Op::Claim {
+            device_id: "dev_a".into(),
+            capacity: 2,
+            lease_ms: 60_000,
+            reply,
+        };
+        envelopes.push(envelope(claim, None));
+
+        assert_eq!(run_writer(&db, envelopes), (1, 6), "(commits, ops)");
+
+        let jobs: Vec<_> = submits
+            .into_iter()
+            .map(|rx| answer_of(rx).unwrap())
+            .collect();
+        for (i, s) in jobs.iter().enumerate() {
+            assert!(s.created);
+            assert_eq!(s.job.idempotency_key, format!("k{i}"));
+        }
+        let ids: Vec<_> = jobs.iter().map(|s| s.job.job_id.clone()).collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), 4, "every submission got its own job");
+        answer_of(read_nonce).unwrap();
+        let tasks = answer_of(claimed).unwrap();
+        let leased: Vec<_> = tasks.iter().map(|t| t.task_id.clone()).collect();
+        assert_eq!(leased, ids[..2], "oldest first");
+        assert_eq!(db.count("SELECT count(*) FROM jobs"), 4);
+        assert_eq!(db.count("SELECT count(*) FROM nonces"), 5);
+    }
+
+    #[test]
+    fn a_burst_beyond_max_batch_takes_a_second_commit() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        let (envelopes, answers): (Vec<_>, Vec<_>) = (0..=MAX_BATCH)
+            .map(|i| nonce_only(&key, &format!("n{i}")))
+            .unzip();
+        let ops = MAX_BATCH as u64 + 1;
+        assert_eq!(run_writer(&db, envelopes), (2, ops));
+        for rx in answers {
+            answer_of(rx).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_failing_op_rolls_back_only_its_own_changes() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        // Makes one job's INSERT fail after its submission has already counted
+        // it in daily_usage and api_keys.queued and consumed its nonce.
+        db.conn()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON jobs WHEN NEW.tracking_url LIKE '%refuse%'
+                 BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END;",
+            )
+            .unwrap();
+        let (a_env, a) = submit(&key, "a", "https://a.test/", "na");
+        let (b_env, b) = submit(&key, "b", "https://refuse.test/", "nb");
+        let (c_env, c) = submit(&key, "c", "https://c.test/", "nc");
+        // Same key as `a`, other payload: a conflict with a job of this very batch.
+        let (d_env, d) = submit(&key, "a", "https://other.test/", "nd");
+        // `a`'s nonce again: refused before the op runs.
+        let (e_env, e) = nonce_only(&key, "na");
+
+        let ops = vec![a_env, b_env, c_env, d_env, e_env];
+        assert_eq!(run_writer(&db, ops), (1, 5), "(commits, ops)");
+
+        assert!(answer_of(a).unwrap().created);
+        assert!(matches!(answer_of(b), Err(StoreError::Sqlite { .. })));
+        assert!(answer_of(c).unwrap().created);
+        assert!(matches!(answer_of(d), Err(StoreError::IdempotencyConflict)));
+        assert!(matches!(answer_of(e), Err(StoreError::ReplayedNonce)));
+
+        let urls: Vec<String> = db
+            .conn()
+            .prepare("SELECT tracking_url FROM jobs ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(urls, ["https://a.test/", "https://c.test/"]);
+        assert_eq!(db.count("SELECT queued FROM api_keys"), 2);
+        assert_eq!(db.count("SELECT sum(count) FROM daily_usage"), 2);
+        let nonces: Vec<String> = db
+            .conn()
+            .prepare("SELECT nonce FROM nonces ORDER BY nonce")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(nonces, ["na", "nc"], "failed ops leave their nonces unused");
+    }
+
+    #[test]
+    fn only_batches_holding_promises_pay_for_a_full_fsync() {
+        let key = "lp_test_x";
+        let (claim_reply, _claimed) = oneshot::channel();
+        let claim = envelope(
+            Op::Claim {
+                device_id: "dev_a".into(),
+                capacity: 1,
+                lease_ms: 1,
+                reply: claim_reply,
+            },
+            None,
+        );
+        let (read, _r) = nonce_only(key, "n1");
+        let (job, _j) = submit(key, "k", "https://a.test/", "n2");
+        let mut batch = vec![claim, read];
+        assert_eq!(Sync::for_batch(&batch), Sync::Normal);
+        batch.push(job);
+        assert_eq!(Sync::for_batch(&batch), Sync::Full);
     }
 }

@@ -10,6 +10,17 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const MAX_LABEL_LEN: usize = 1024;
 const MAX_USER_AGENT_LEN: usize = 512;
 
+/// What [`is_valid_user_agent`] accepts, for error messages.
+pub const USER_AGENT_RULE: &str = "1–512 characters of printable ASCII (space to ~)";
+
+/// The one User-Agent rule, applied by the relay (`options.userAgent`), the
+/// agent (config, managed settings, flags) and the resolver: 1–512 bytes of
+/// printable ASCII. Those are the bytes every HTTP stack sends as a header
+/// value unchanged, so a job the relay accepts is one the agent can run.
+pub fn is_valid_user_agent(ua: &str) -> bool {
+    (1..=MAX_USER_AGENT_LEN).contains(&ua.len()) && ua.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 /// Body of `POST /api/links/fetch`.
 ///
 /// Unknown fields are refused rather than ignored: a misspelt `trackingURL`
@@ -69,13 +80,11 @@ impl FetchRequest {
                 return Err(invalid("options.maxHops must be between 1 and 100"));
             }
             if let Some(ua) = &opts.user_agent
-                && (ua.is_empty()
-                    || ua.len() > MAX_USER_AGENT_LEN
-                    || ua.chars().any(char::is_control))
+                && !is_valid_user_agent(ua)
             {
-                return Err(invalid(
-                    "options.userAgent must be 1–512 bytes without control characters",
-                ));
+                return Err(invalid(format!(
+                    "options.userAgent must be {USER_AGENT_RULE}"
+                )));
             }
         }
         Ok(())
@@ -226,6 +235,28 @@ mod tests {
             user_agent: Some("a\nb".into()),
         });
         assert!(r.validate().unwrap_err().message.contains("userAgent"));
+    }
+
+    #[test]
+    fn one_user_agent_rule() {
+        for ok in [
+            "a",
+            "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
+            "~ !",
+            &"x".repeat(512),
+        ] {
+            assert!(is_valid_user_agent(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a\nb",
+            "tab\there",
+            "caf\u{e9}",
+            "\u{7f}",
+            &"x".repeat(513),
+        ] {
+            assert!(!is_valid_user_agent(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,7 +15,10 @@ pub use agent::{
     PollResponse, ResultPost, Task,
 };
 pub use error::{ApiError, ErrorBody, ErrorCode};
-pub use links::{FetchOptions, FetchRequest, Job, JobError, JobStatus, MAX_TRACKING_URL_LEN};
+pub use links::{
+    FetchOptions, FetchRequest, Job, JobError, JobStatus, MAX_TRACKING_URL_LEN, USER_AGENT_RULE,
+    is_valid_user_agent,
+};
 pub use result::{Conclusion, Hop, RedirectKind, ResolutionResult};
 
 /// Header carrying the API key id or device id.
