@@ -34,6 +34,7 @@ pass "conffiles: /etc/link-peeler/config.toml (managed config), /etc/xdg/autosta
 listing="$(dpkg-deb -c "$deb" | awk '{ print $1, $NF }')"
 want=(
   "-rwxr-xr-x ./usr/bin/link-peeler"
+  "-rwxr-xr-x ./usr/bin/link-peeler-tray"
   "-rw-r--r-- ./usr/share/applications/link-peeler.desktop"
   "-rw-r--r-- ./etc/xdg/autostart/link-peeler.desktop"
   "-rw-r--r-- ./etc/link-peeler/config.toml"
@@ -86,6 +87,12 @@ pass "dpkg -i: installed"
 version_out="$(/usr/bin/link-peeler --version)" || fail "link-peeler --version"
 [ "$version_out" = "link-peeler $(field Version | sed 's/-[^-]*$//')" ] || fail "--version says: $version_out"
 pass "link-peeler --version: $version_out"
+# The command-line binary links no GUI library; the tray binary beside it does.
+if ldd /usr/bin/link-peeler | grep -qE 'libgtk|libgdk|appindicator'; then
+  fail "/usr/bin/link-peeler links a GUI library: $(ldd /usr/bin/link-peeler | grep -E 'libgtk|libgdk' | head -2)"
+fi
+ldd /usr/bin/link-peeler-tray | grep -q libgtk-3 || fail "/usr/bin/link-peeler-tray does not link GTK"
+pass "link-peeler loads $(ldd /usr/bin/link-peeler | wc -l) shared libraries, none of them GUI; link-peeler-tray (the tray) loads $(ldd /usr/bin/link-peeler-tray | wc -l)"
 
 # The installed agent reads /etc/link-peeler/config.toml (nothing managed as shipped).
 home="$work/home"
@@ -111,7 +118,7 @@ EOF
 pass "the installed agent reads /etc/link-peeler/config.toml (status --json: managed relay, capacity)"
 
 dpkg --purge link-peeler >"$work/purge.log" 2>&1 || { cat "$work/purge.log" >&2; fail "dpkg --purge"; }
-for p in /usr/bin/link-peeler /etc/link-peeler /etc/xdg/autostart/link-peeler.desktop \
+for p in /usr/bin/link-peeler /usr/bin/link-peeler-tray /etc/link-peeler /etc/xdg/autostart/link-peeler.desktop \
   /usr/share/applications/link-peeler.desktop /usr/share/icons/hicolor/48x48/apps/link-peeler.png; do
   [ ! -e "$p" ] || fail "$p is still there after dpkg --purge"
 done

@@ -1,5 +1,12 @@
 //! The desktop agent binary. All logic lives in the library (`link_peeler::cli`).
 //!
+//! Linux: this binary links no GUI library. Without a subcommand (the menu
+//! entry, XDG autostart) it hands over to `link-peeler-tray`, installed
+//! beside it, which is the same command line with the tray linked in. So
+//! `resolve`, `status` and `run --headless` start as fast as any small CLI.
+//! Windows and macOS keep one binary with the tray in process (the MSI and
+//! the .app ship one executable; their GUI frameworks are system libraries).
+//!
 //! Windows: release builds with the tray use the GUI subsystem, so starting
 //! the tray app from the Start menu or at login opens no console window. The
 //! command-line subcommands stay usable from a terminal: when started with
@@ -25,5 +32,9 @@ fn main() -> std::process::ExitCode {
             );
         }
     }
-    link_peeler::cli::run(link_peeler::cli::Cli::parse())
+    #[cfg(any(windows, target_os = "macos"))]
+    let tray = link_peeler::cli::tray_in_process;
+    #[cfg(not(any(windows, target_os = "macos")))]
+    let tray = link_peeler::cli::tray_in_companion;
+    link_peeler::cli::run(link_peeler::cli::Cli::parse(), tray)
 }

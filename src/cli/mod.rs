@@ -51,17 +51,25 @@ pub enum Command {
     Resolve(resolve::ResolveArgs),
 }
 
+pub use run::{TRAY_BINARY, tray_in_companion, tray_in_process};
+
+/// How a binary starts the tray app (no subcommand, or `run` without
+/// `--headless`): [`tray_in_process`] or [`tray_in_companion`]. A function
+/// chosen at compile time, not a flag, so that a binary that hands the tray
+/// on never references the tray's code and links no GUI library.
+pub type TrayStart = fn(run::SettingsArgs) -> ExitCode;
+
 /// Runs the parsed command line and returns the process exit code.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(cli: Cli, tray: TrayStart) -> ExitCode {
     match cli.command {
         Some(Command::Submit(args)) => submit::run(args),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Enroll(args)) => enroll::run(args),
-        Some(Command::Run(args)) => run::run(args),
+        Some(Command::Run(args)) => run::run(args, tray),
         Some(Command::Status(args)) => status::run(args),
         Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::SignOut(args)) => sign_out::run(args),
         Some(Command::Resolve(args)) => resolve::run(args),
-        None => run::tray(run::SettingsArgs::default()),
+        None => tray(run::SettingsArgs::default()),
     }
 }

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 
 use link_peeler_resolver::{MAX_HOPS_LIMIT, Resolver, ResolverConfig};
 use link_peeler_wire::protocol::{
-    Conclusion, ResolutionResult, USER_AGENT_RULE, is_valid_user_agent,
+    Conclusion, Hop, ResolutionResult, USER_AGENT_RULE, is_valid_user_agent,
 };
 
 #[derive(Debug, Args)]
@@ -146,12 +146,44 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The human-readable output: an aligned hop table and a summary line. The
-/// URL comes last so that long URLs never push the other columns about.
+/// The table's columns; the URL comes last so that long URLs never push the
+/// other columns about.
+const HEADER: [&str; 5] = ["#", "STATUS", "KIND", "TIME", "URL"];
+
+/// One hop as the table's cells, in [`HEADER`] order.
+type Row = [String; 5];
+
+/// The human-readable output: an aligned hop table and a summary line.
 pub fn render_table(r: &ResolutionResult, colour: bool) -> String {
-    let rows: Vec<[String; 5]> = r
-        .hops
-        .iter()
+    let rows = hop_rows(&r.hops);
+    let width = column_widths(&rows);
+    let mut out = String::new();
+    if !rows.is_empty() {
+        let header = table_line(HEADER, &width, |status| status);
+        let _ = writeln!(out, "{}", paint(&header, DIM, colour));
+    }
+    for (row, hop) in rows.iter().zip(&r.hops) {
+        let cells = row.each_ref().map(String::as_str);
+        let line = table_line(cells, &width, |status| {
+            paint(&status, status_colour(hop.status), colour)
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(note) = unfollowed_note(&r.hops, width[0]) {
+        let _ = writeln!(out, "{}", paint(&note, DIM, colour));
+    }
+    if !rows.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", summary_line(r, colour));
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "{}", paint(&format!("error: {e}"), RED, colour));
+    }
+    out
+}
+
+fn hop_rows(hops: &[Hop]) -> Vec<Row> {
+    hops.iter()
         .enumerate()
         .map(|(i, h)| {
             [
@@ -162,61 +194,56 @@ pub fn render_table(r: &ResolutionResult, colour: bool) -> String {
                 h.url.clone(),
             ]
         })
-        .collect();
-    let header = ["#", "STATUS", "KIND", "TIME", "URL"];
-    let mut width = header.map(|h| h.chars().count());
-    for row in &rows {
+        .collect()
+}
+
+/// Each column's width in characters: its widest cell, header included.
+fn column_widths(rows: &[Row]) -> [usize; 5] {
+    let mut width = HEADER.map(|h| h.chars().count());
+    for row in rows {
         for (w, cell) in width.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let pad = |s: &str, w: usize, right: bool| {
-        let fill = " ".repeat(w.saturating_sub(s.chars().count()));
-        if right {
-            format!("{fill}{s}")
-        } else {
-            format!("{s}{fill}")
-        }
-    };
-    let mut out = String::new();
-    if !rows.is_empty() {
-        let line = format!(
-            "{}  {}  {}  {}  {}",
-            pad(header[0], width[0], true),
-            pad(header[1], width[1], false),
-            pad(header[2], width[2], false),
-            pad(header[3], width[3], true),
-            header[4]
-        );
-        let _ = writeln!(out, "{}", paint(&line, DIM, colour));
+    width
+}
+
+fn pad(s: &str, w: usize, right: bool) -> String {
+    let fill = " ".repeat(w.saturating_sub(s.chars().count()));
+    if right {
+        format!("{fill}{s}")
+    } else {
+        format!("{s}{fill}")
     }
-    for (row, hop) in rows.iter().zip(&r.hops) {
-        let status = paint(
-            &pad(&row[1], width[1], false),
-            status_colour(hop.status),
-            colour,
-        );
-        let _ = writeln!(
-            out,
-            "{}  {}  {}  {}  {}",
-            pad(&row[0], width[0], true),
-            status,
-            pad(&row[2], width[2], false),
-            pad(&row[3], width[3], true),
-            row[4]
-        );
-    }
-    // A redirect that was recorded but not followed (loop, limit, scheme).
-    if let Some(last) = r.hops.last()
-        && let Some(next) = &last.location
-    {
-        let indent = " ".repeat(width[0] + 2);
-        let note = format!("{indent}→ {next} (not followed)");
-        let _ = writeln!(out, "{}", paint(&note, DIM, colour));
-    }
-    if !rows.is_empty() {
-        out.push('\n');
-    }
+}
+
+/// One aligned line: `#` and TIME to the right, STATUS and KIND to the left,
+/// the URL unpadded. `status` may colour the padded STATUS cell.
+fn table_line(
+    cells: [&str; 5],
+    width: &[usize; 5],
+    status: impl FnOnce(String) -> String,
+) -> String {
+    format!(
+        "{}  {}  {}  {}  {}",
+        pad(cells[0], width[0], true),
+        status(pad(cells[1], width[1], false)),
+        pad(cells[2], width[2], false),
+        pad(cells[3], width[3], true),
+        cells[4]
+    )
+}
+
+/// A redirect that was recorded but not followed (loop, limit, scheme),
+/// indented past the `#` column.
+fn unfollowed_note(hops: &[Hop], number_width: usize) -> Option<String> {
+    let next = hops.last()?.location.as_ref()?;
+    let indent = " ".repeat(number_width + 2);
+    Some(format!("{indent}→ {next} (not followed)"))
+}
+
+/// `resolved  https://…/landing (200)  2 hops, 1 redirect, 12 ms`
+fn summary_line(r: &ResolutionResult, colour: bool) -> String {
     let conclusion_colour = if r.conclusion == Conclusion::Resolved {
         GREEN
     } else {
@@ -225,8 +252,7 @@ pub fn render_table(r: &ResolutionResult, colour: bool) -> String {
     let status = r
         .final_status
         .map_or_else(String::new, |s| format!(" ({s})"));
-    let _ = writeln!(
-        out,
+    format!(
         "{}  {}{}  {}, {}, {} ms",
         paint(
             r.conclusion.as_str(),
@@ -238,11 +264,7 @@ pub fn render_table(r: &ResolutionResult, colour: bool) -> String {
         plural(r.hops.len(), "hop", "hops"),
         plural(r.redirect_count as usize, "redirect", "redirects"),
         r.elapsed_ms
-    );
-    if let Some(e) = &r.error {
-        let _ = writeln!(out, "{}", paint(&format!("error: {e}"), RED, colour));
-    }
-    out
+    )
 }
 
 #[cfg(test)]

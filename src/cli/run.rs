@@ -86,7 +86,7 @@ impl SettingsArgs {
     }
 }
 
-pub fn run(args: RunArgs) -> ExitCode {
+pub fn run(args: RunArgs, tray: super::TrayStart) -> ExitCode {
     if !args.headless {
         return tray(args.settings);
     }
@@ -99,9 +99,10 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-/// The tray app (`link-peeler`, or `link-peeler run` without `--headless`).
+/// Starts the tray app in this process (`link-peeler-tray`; `link-peeler` on
+/// Windows and macOS).
 #[cfg(feature = "tray")]
-pub fn tray(settings: SettingsArgs) -> ExitCode {
+pub fn tray_in_process(settings: SettingsArgs) -> ExitCode {
     crate::tray::run(crate::tray::Options {
         overrides: settings.overrides(),
         config_file: settings.config,
@@ -110,10 +111,56 @@ pub fn tray(settings: SettingsArgs) -> ExitCode {
 
 /// This build has no tray (`--no-default-features`).
 #[cfg(not(feature = "tray"))]
-pub fn tray(_settings: SettingsArgs) -> ExitCode {
-    eprintln!(
-        "link-peeler: this build has no tray app (built without the `tray` feature); use `link-peeler run --headless`, or see `link-peeler --help`"
-    );
+pub fn tray_in_process(_settings: SettingsArgs) -> ExitCode {
+    no_tray("this build has no tray app (built without the `tray` feature)")
+}
+
+/// The name of the tray app's binary, installed beside `link-peeler`.
+pub const TRAY_BINARY: &str = "link-peeler-tray";
+
+/// Hands the tray to `link-peeler-tray` beside this binary, with this
+/// process's own arguments (Linux). The command-line binary then links no GUI
+/// library: on Linux GTK brings ~65 shared libraries, which cost every
+/// `resolve`, `status` or `run --headless` several milliseconds to load.
+/// On Unix the process is replaced (same PID, same signals, same lock).
+pub fn tray_in_companion(_settings: SettingsArgs) -> ExitCode {
+    let name = format!("{TRAY_BINARY}{}", std::env::consts::EXE_SUFFIX);
+    let tray = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(&name),
+        Err(e) => return no_tray(&format!("cannot find this program's own path ({e})")),
+    };
+    if !tray.is_file() {
+        return no_tray(&format!(
+            "this installation has no tray app ({} is missing)",
+            tray.display()
+        ));
+    }
+    let mut command = std::process::Command::new(&tray);
+    command.args(std::env::args_os().skip(1));
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = command.exec();
+        eprintln!("link-peeler: cannot start {}: {e}", tray.display());
+        ExitCode::from(1)
+    }
+    #[cfg(not(unix))]
+    match command.status() {
+        Ok(status) => ExitCode::from(
+            status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(1),
+        ),
+        Err(e) => {
+            eprintln!("link-peeler: cannot start {}: {e}", tray.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn no_tray(why: &str) -> ExitCode {
+    eprintln!("link-peeler: {why}; use `link-peeler run --headless`, or see `link-peeler --help`");
     ExitCode::from(2)
 }
 

@@ -27,9 +27,10 @@ use link_peeler_agent::activity::{Activity, Connection};
 use link_peeler_agent::config::{self, Overrides, Settings};
 use link_peeler_agent::credentials::{self, CredentialError, DeviceCredentials};
 use link_peeler_agent::enrollment::{self, Enrolled};
-use link_peeler_agent::runner::Exit;
+use link_peeler_agent::runner::{Exit, Runner};
 use link_peeler_agent::state::{self, AgentState};
 use link_peeler_agent::{assembly, managed, shutdown};
+use link_peeler_resolver::Resolver;
 
 /// How often a problem that may fix itself (a keychain locked at login) is retried.
 const PROBLEM_RETRY: Duration = Duration::from_secs(30);
@@ -147,6 +148,29 @@ enum Next {
     /// Look at config and credentials again and carry on.
     Again,
     Quit,
+}
+
+/// One runner's lifetime as [`Host::run_agent`] tracks it.
+struct RunState {
+    /// Stops the runner: no new polls, in-flight resolutions finish.
+    stop: CancellationToken,
+    /// Set once `stop` was cancelled: the phase to show until the runner ends.
+    stopping: Option<Phase>,
+    /// An enrollment asked for meanwhile, done once the runner has stopped.
+    enroll_after: Option<(Url, String)>,
+    /// The runner's delivered count already added to today's links.
+    delivered: u64,
+}
+
+impl RunState {
+    fn new(stop: CancellationToken) -> Self {
+        RunState {
+            stop,
+            stopping: None,
+            enroll_after: None,
+            delivered: 0,
+        }
+    }
 }
 
 struct Host<'a> {
@@ -380,48 +404,42 @@ impl<'a> Host<'a> {
             }
         };
         tracing::info!(device = %creds.device_id, relay = %relay, "tray agent running");
+        let mut run = RunState::new(stop);
+        let exit = self.supervise(runner, &mut run).await;
+        tracing::info!(?exit, "tray agent's runner stopped");
+        if run.stopping == Some(Phase::Quitting) {
+            return Next::Quit;
+        }
+        if let Some((relay, code)) = run.enroll_after {
+            self.enroll(relay, code).await;
+            return Next::Again;
+        }
+        match exit {
+            Exit::SignInRequired { .. } => self.wait(Phase::SignInRequired, None).await,
+            Exit::Stopped { .. } => Next::Again,
+        }
+    }
+
+    /// Drives `runner` until it exits, meanwhile folding its activity into the
+    /// snapshot, answering the menu and signals, and saving today's count.
+    async fn supervise(&mut self, runner: Runner<Resolver>, run: &mut RunState) -> Exit {
         let mut activity = runner.activity();
-        let mut delivered = 0;
-        let mut stopping: Option<Phase> = None;
-        let mut enroll_after: Option<(Url, String)> = None;
         let mut save_tick = tokio::time::interval(SAVE_EVERY);
         self.set_phase(Phase::Connecting);
-        let run = runner.run();
-        tokio::pin!(run);
+        let engine = runner.run();
+        tokio::pin!(engine);
         let exit = loop {
             tokio::select! {
-                exit = &mut run => break exit,
+                exit = &mut engine => break exit,
                 changed = activity.changed() => if changed.is_ok() {
                     let a = activity.borrow_and_update().clone();
-                    self.absorb(&a, &mut delivered, stopping.as_ref());
+                    self.absorb(&a, &mut run.delivered, run.stopping.as_ref());
                 },
-                cmd = self.commands.recv() => match cmd.unwrap_or(Command::Quit) {
-                    Command::Pause => {
-                        self.set_paused(true);
-                        if stopping.is_none() {
-                            tracing::info!("pausing: no new polls; in-flight resolutions finish");
-                            stop.cancel();
-                            stopping = Some(Phase::Pausing);
-                            self.set_phase(Phase::Pausing);
-                        }
-                    }
-                    // Takes effect when the drain ends: the next step starts a new runner.
-                    Command::Resume => self.set_paused(false),
-                    Command::Enroll { relay, code } => {
-                        enroll_after = Some((relay, code));
-                        stop.cancel();
-                        stopping.get_or_insert(Phase::Pausing);
-                    }
-                    Command::Quit => {
-                        stop.cancel();
-                        stopping = Some(Phase::Quitting);
-                        self.set_phase(Phase::Quitting);
-                    }
-                },
-                _ = self.signals.cancelled(), if stopping != Some(Phase::Quitting) => {
-                    stop.cancel();
-                    stopping = Some(Phase::Quitting);
-                    self.set_phase(Phase::Quitting);
+                cmd = self.commands.recv() => {
+                    self.command_while_running(cmd.unwrap_or(Command::Quit), run);
+                }
+                _ = self.signals.cancelled(), if run.stopping != Some(Phase::Quitting) => {
+                    self.stop_runner(run, Phase::Quitting);
                 }
                 _ = save_tick.tick() => {
                     self.refresh_today();
@@ -430,21 +448,39 @@ impl<'a> Host<'a> {
             }
         };
         let last = activity.borrow().clone();
-        self.absorb(&last, &mut delivered, stopping.as_ref());
+        self.absorb(&last, &mut run.delivered, run.stopping.as_ref());
         self.snapshot.in_flight = 0;
         self.save_state();
-        tracing::info!(?exit, "tray agent's runner stopped");
-        if stopping == Some(Phase::Quitting) {
-            return Next::Quit;
+        exit
+    }
+
+    /// A menu command while the runner runs. Pause and Quit stop it (no new
+    /// polls; in-flight resolutions finish); Enroll waits until it has stopped.
+    fn command_while_running(&mut self, cmd: Command, run: &mut RunState) {
+        match cmd {
+            Command::Pause => {
+                self.set_paused(true);
+                if run.stopping.is_none() {
+                    tracing::info!("pausing: no new polls; in-flight resolutions finish");
+                    self.stop_runner(run, Phase::Pausing);
+                }
+            }
+            // Takes effect when the drain ends: the next step starts a new runner.
+            Command::Resume => self.set_paused(false),
+            Command::Enroll { relay, code } => {
+                run.enroll_after = Some((relay, code));
+                run.stop.cancel();
+                run.stopping.get_or_insert(Phase::Pausing);
+            }
+            Command::Quit => self.stop_runner(run, Phase::Quitting),
         }
-        if let Some((relay, code)) = enroll_after {
-            self.enroll(relay, code).await;
-            return Next::Again;
-        }
-        match exit {
-            Exit::SignInRequired { .. } => self.wait(Phase::SignInRequired, None).await,
-            Exit::Stopped { .. } => Next::Again,
-        }
+    }
+
+    /// Tells the runner to stop and shows `phase` until it has.
+    fn stop_runner(&mut self, run: &mut RunState, phase: Phase) {
+        run.stop.cancel();
+        run.stopping = Some(phase.clone());
+        self.set_phase(phase);
     }
 
     /// Folds a runner snapshot into ours.

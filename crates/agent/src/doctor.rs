@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use super::assembly;
-use super::client::RelayClient;
-use super::config::{self, Overrides};
-use super::credentials::{self, CredentialError, Keychain};
+use super::client::{Health, RelayClient};
+use super::config::{self, ConfigError, Loaded, Overrides};
+use super::credentials::{self, CredentialError, DeviceCredentials, Keychain};
 use super::outbox::Outbox;
 use link_peeler_wire::client::RelayError;
 use link_peeler_wire::signing::{MAX_SKEW_SECS, unix_now};
@@ -72,127 +72,161 @@ pub fn run(config_file: Option<&Path>, flags: &Overrides) -> Vec<Check> {
 
     // 1. config
     let loaded = config::load(config_file, flags);
-    let settings = match &loaded {
-        Ok(l) => {
-            checks.push(Check::pass(
-                "config",
-                if l.present {
-                    format!("{} parsed", l.path.display())
-                } else {
-                    format!("{} not present; using defaults", l.path.display())
-                },
-            ));
-            Some(l.settings.clone())
-        }
-        Err(e) => {
-            checks.push(Check::fail(
-                "config",
-                e.to_string(),
-                "fix the named line (keys: relay, capacity, user_agent, allow_networks, poll_wait_seconds) or remove the file",
-            ));
-            None
-        }
-    };
+    checks.push(config_check(&loaded));
 
     // 2. data dir
+    checks.push(data_dir_check());
+
+    // 3. keychain, 4. credentials
+    let env = credentials::from_env();
+    let keychain = Keychain::open(None).and_then(|k| k.load().map(|c| (k, c)));
+    checks.push(keychain_check(&keychain, &env));
+    let (check, creds) = credentials_check(&env, &keychain);
+    checks.push(check);
+
+    // 5. relay URL
+    let (check, relay) = relay_url_check(config_file, &loaded, creds.as_ref());
+    checks.push(check);
+
+    // 6–9. network checks
+    if let Some(url) = relay {
+        run_network_checks(url, creds, &mut checks);
+    }
+
+    // 10. outbox
+    if let Some(check) = outbox_check() {
+        checks.push(check);
+    }
+    checks
+}
+
+/// The keychain and the credentials stored in it (checks 3 and 4).
+type KeychainLoad = Result<(Keychain, Option<DeviceCredentials>), CredentialError>;
+
+/// Check 1, config: the config file parses (or is absent).
+fn config_check(loaded: &Result<Loaded, ConfigError>) -> Check {
+    match loaded {
+        Ok(l) => Check::pass(
+            "config",
+            if l.present {
+                format!("{} parsed", l.path.display())
+            } else {
+                format!("{} not present; using defaults", l.path.display())
+            },
+        ),
+        Err(e) => Check::fail(
+            "config",
+            e.to_string(),
+            "fix the named line (keys: relay, capacity, user_agent, allow_networks, poll_wait_seconds) or remove the file",
+        ),
+    }
+}
+
+/// Check 2, data dir: it exists or can be created, and is writable.
+fn data_dir_check() -> Check {
     match config::data_dir() {
         Ok(dir) => match writable(&dir) {
-            Ok(()) => checks.push(Check::pass(
-                "data dir",
-                format!("{} is writable", dir.display()),
-            )),
-            Err(e) => checks.push(Check::fail(
+            Ok(()) => Check::pass("data dir", format!("{} is writable", dir.display())),
+            Err(e) => Check::fail(
                 "data dir",
                 format!("{}: {e}", dir.display()),
                 format!(
                     "make it writable or point {} elsewhere",
                     config::ENV_DATA_DIR
                 ),
-            )),
+            ),
         },
-        Err(e) => checks.push(Check::fail(
-            "data dir",
-            e.to_string(),
-            "set LINK_PEELER_DATA_DIR",
-        )),
+        Err(e) => Check::fail("data dir", e.to_string(), "set LINK_PEELER_DATA_DIR"),
     }
+}
 
-    // 3. keychain, 4. credentials
-    let env = credentials::from_env();
-    let keychain = Keychain::open(None).and_then(|k| k.load().map(|c| (k, c)));
-    let env_creds = match &env {
-        Ok(c) => c.clone(),
-        Err(_) => None,
-    };
-    match (&keychain, &env_creds) {
-        (Ok((k, _)), _) => checks.push(Check::pass(
+/// Check 3, keychain: the OS keychain is readable, unless the environment
+/// variables supply the credentials.
+fn keychain_check(
+    keychain: &KeychainLoad,
+    env: &Result<Option<DeviceCredentials>, CredentialError>,
+) -> Check {
+    let from_env = matches!(env, Ok(Some(_)));
+    match (keychain, from_env) {
+        (Ok((k, _)), _) => Check::pass(
             "keychain",
             format!(
                 "readable (service {}, account {})",
                 credentials::KEYCHAIN_SERVICE,
                 k.account()
             ),
-        )),
-        (Err(e), Some(_)) => checks.push(Check::pass(
+        ),
+        (Err(e), true) => Check::pass(
             "keychain",
             format!("not used: credentials come from environment variables ({e})"),
-        )),
-        (Err(e), None) => checks.push(Check::fail("keychain", e.summary(), keychain_hint(e))),
+        ),
+        (Err(e), false) => Check::fail("keychain", e.summary(), keychain_hint(e)),
     }
-    let creds = match (&env, &keychain) {
-        (Err(e), _) => {
-            checks.push(Check::fail(
+}
+
+/// Check 4, credentials: this computer is enrolled (environment variables,
+/// else the keychain). Returns them for the checks that need them.
+fn credentials_check(
+    env: &Result<Option<DeviceCredentials>, CredentialError>,
+    keychain: &KeychainLoad,
+) -> (Check, Option<DeviceCredentials>) {
+    match (env, keychain) {
+        (Err(e), _) => (
+            Check::fail(
                 "credentials",
                 e.to_string(),
                 "set both variables or unset both",
-            ));
-            None
-        }
-        (Ok(Some(c)), _) => {
-            checks.push(Check::pass(
+            ),
+            None,
+        ),
+        (Ok(Some(c)), _) => (
+            Check::pass(
                 "credentials",
                 format!("device {} from environment variables", c.device_id),
-            ));
-            Some(c.clone())
-        }
-        (Ok(None), Ok((_, Some(c)))) => {
-            checks.push(Check::pass(
+            ),
+            Some(c.clone()),
+        ),
+        (Ok(None), Ok((_, Some(c)))) => (
+            Check::pass(
                 "credentials",
                 format!("device {} in the OS keychain", c.device_id),
-            ));
-            Some(c.clone())
-        }
-        (Ok(None), Ok((_, None))) => {
-            checks.push(Check::fail(
+            ),
+            Some(c.clone()),
+        ),
+        (Ok(None), Ok((_, None))) => (
+            Check::fail(
                 "credentials",
                 "this computer is not enrolled",
                 "run `link-peeler enroll --relay URL --code CODE` with a code from your admin",
-            ));
-            None
-        }
-        (Ok(None), Err(_)) => {
-            checks.push(Check::fail(
+            ),
+            None,
+        ),
+        (Ok(None), Err(_)) => (
+            Check::fail(
                 "credentials",
                 "unknown: the keychain is not readable",
                 "fix the keychain first (line above)",
-            ));
-            None
-        }
-    };
+            ),
+            None,
+        ),
+    }
+}
 
-    // 5. relay URL (a config file that does not parse: only the stored relay)
+/// Check 5, relay url: the configured relay, else the one stored with the
+/// credentials (a config file that does not parse: only the stored relay).
+fn relay_url_check(
+    config_file: Option<&Path>,
+    loaded: &Result<Loaded, ConfigError>,
+    creds: Option<&DeviceCredentials>,
+) -> (Check, Option<url::Url>) {
     let config_path = loaded
         .as_ref()
         .map(|l| l.path.clone())
         .unwrap_or_else(|_| config_file.map(Path::to_path_buf).unwrap_or_default());
-    let relay = assembly::relay(
-        settings.as_ref().and_then(|s| s.relay.as_ref()),
-        creds.as_ref(),
-        &config_path,
-    );
-    let relay = match relay {
+    let configured = loaded.as_ref().ok().and_then(|l| l.settings.relay.as_ref());
+    match assembly::relay(configured, creds, &config_path) {
         Ok(u) => {
-            checks.push(Check::pass(
+            let check = Check::pass(
                 "relay url",
                 format!(
                     "{u}{}",
@@ -202,73 +236,41 @@ pub fn run(config_file: Option<&Path>, flags: &Overrides) -> Vec<Check> {
                         " (loopback, plain http allowed)"
                     }
                 ),
-            ));
-            Some(u)
+            );
+            (check, Some(u))
         }
-        Err(config::ConfigError::NoRelay { .. }) => {
-            checks.push(Check::fail(
+        Err(ConfigError::NoRelay { .. }) => (
+            Check::fail(
                 "relay url",
                 "no relay configured",
                 "pass --relay URL, set `relay` in config.toml, or enroll",
-            ));
-            None
-        }
-        Err(e) => {
-            checks.push(Check::fail(
-                "relay url",
-                e.to_string(),
-                "use an https:// relay URL",
-            ));
-            None
-        }
-    };
-
-    // 6–9. network checks
-    if let Some(url) = relay {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        match rt {
-            Ok(rt) => rt.block_on(network_checks(url, creds, &mut checks)),
-            Err(e) => checks.push(Check::fail(
-                "relay",
-                format!("cannot start the network runtime: {e}"),
-                "report this bug",
-            )),
-        }
+            ),
+            None,
+        ),
+        Err(e) => (
+            Check::fail("relay url", e.to_string(), "use an https:// relay URL"),
+            None,
+        ),
     }
-
-    // 10. outbox
-    if let Ok(dir) = config::data_dir() {
-        let dir = dir.join("outbox");
-        let n = if dir.exists() {
-            Outbox::open(&dir).and_then(|o| o.len())
-        } else {
-            Ok(0)
-        };
-        match n {
-            Ok(0) => checks.push(Check::pass("outbox", "empty")),
-            Ok(n) => checks.push(Check::pass(
-                "outbox",
-                format!(
-                    "{n} result(s) waiting; the agent posts them when it runs and the relay answers"
-                ),
-            )),
-            Err(e) => checks.push(Check::fail(
-                "outbox",
-                format!("{}: {e}", dir.display()),
-                "make the data dir readable",
-            )),
-        }
-    }
-    checks
 }
 
-async fn network_checks(
-    url: url::Url,
-    creds: Option<credentials::DeviceCredentials>,
-    checks: &mut Vec<Check>,
-) {
+/// Checks 6–9 ([`network_checks`]) on a runtime of their own.
+fn run_network_checks(url: url::Url, creds: Option<DeviceCredentials>, checks: &mut Vec<Check>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match rt {
+        Ok(rt) => rt.block_on(network_checks(url, creds, checks)),
+        Err(e) => checks.push(Check::fail(
+            "relay",
+            format!("cannot start the network runtime: {e}"),
+            "report this bug",
+        )),
+    }
+}
+
+/// Checks 6–9: relay, tls, clock, sign-in. Stops after an unreachable relay.
+async fn network_checks(url: url::Url, creds: Option<DeviceCredentials>, checks: &mut Vec<Check>) {
     let https = url.scheme() == "https";
     let probe = match RelayClient::new(url.clone(), None) {
         Ok(c) => c,
@@ -278,7 +280,27 @@ async fn network_checks(
         }
     };
     let health = probe.health().await;
-    match &health {
+    if !reachability_checks(&health, checks) {
+        return;
+    }
+    checks.push(Check::pass(
+        "tls",
+        if https {
+            "certificate verified against the OS trust store".to_string()
+        } else {
+            "not used (loopback relay over plain http)".to_string()
+        },
+    ));
+    checks.push(clock_check(health.ok().and_then(|h| h.server_time)));
+    if let Some(c) = creds {
+        checks.push(sign_in_check(url, c).await);
+    }
+}
+
+/// Check 6, relay: it answers `/healthz` (after a TLS failure, check 7's tls
+/// line too). Returns whether the relay was reached at all.
+fn reachability_checks(health: &Result<Health, RelayError>, checks: &mut Vec<Check>) -> bool {
+    match health {
         Ok(h) if h.status == 200 => {
             checks.push(Check::pass(
                 "relay",
@@ -287,12 +309,16 @@ async fn network_checks(
                     h.elapsed.as_millis()
                 ),
             ));
+            true
         }
-        Ok(h) => checks.push(Check::fail(
-            "relay",
-            format!("/healthz answered {}", h.status),
-            "is this URL a Link Peeler relay? check the address and any path prefix",
-        )),
+        Ok(h) => {
+            checks.push(Check::fail(
+                "relay",
+                format!("/healthz answered {}", h.status),
+                "is this URL a Link Peeler relay? check the address and any path prefix",
+            ));
+            true
+        }
         Err(RelayError::Unreachable {
             detail, tls: true, ..
         }) => {
@@ -306,7 +332,7 @@ async fn network_checks(
                 detail.clone(),
                 "the relay's certificate must be valid for its name and trusted by this OS: install the issuing CA in the system trust store",
             ));
-            return;
+            false
         }
         Err(e) => {
             checks.push(Check::fail(
@@ -314,59 +340,77 @@ async fn network_checks(
                 e.to_string(),
                 "check the URL, that the relay runs, and any proxy/firewall (HTTPS_PROXY is honoured for the relay)",
             ));
-            return;
+            false
         }
     }
-    checks.push(Check::pass(
-        "tls",
-        if https {
-            "certificate verified against the OS trust store".to_string()
-        } else {
-            "not used (loopback relay over plain http)".to_string()
-        },
-    ));
-    match health.ok().and_then(|h| h.server_time) {
+}
+
+/// Check 8, clock: this computer's clock is within the relay's signature window.
+fn clock_check(server_time: Option<i64>) -> Check {
+    match server_time {
         Some(t) => {
             let skew = t - unix_now();
             if skew.abs() <= MAX_SKEW_SECS {
-                checks.push(Check::pass(
-                    "clock",
-                    format!("{skew:+} s from the relay's clock"),
-                ));
+                Check::pass("clock", format!("{skew:+} s from the relay's clock"))
             } else {
-                checks.push(Check::fail(
+                Check::fail(
                     "clock",
-                    format!("{skew:+} s from the relay's clock (the relay accepts ±{MAX_SKEW_SECS} s)"),
+                    format!(
+                        "{skew:+} s from the relay's clock (the relay accepts ±{MAX_SKEW_SECS} s)"
+                    ),
                     "enable time sync (NTP); the agent compensates, but signed API clients on this machine will not",
-                ));
+                )
             }
         }
-        None => checks.push(Check::fail(
+        None => Check::fail(
             "clock",
             "the relay sent no Date header",
             "cannot compare clocks; make sure this computer syncs its time",
-        )),
+        ),
     }
-    if let Some(c) = creds {
-        let client = match RelayClient::new(url, Some(c.signer())) {
-            Ok(client) => client,
-            Err(e) => {
-                checks.push(Check::fail("sign-in", format!("{e:#}"), "report this bug"));
-                return;
-            }
-        };
-        match client.check_credentials().await {
-            Ok(()) => checks.push(Check::pass(
-                "sign-in",
-                format!("the relay accepts device {}", c.device_id),
-            )),
-            Err(e) => checks.push(Check::fail(
-                "sign-in",
-                e.to_string(),
-                "sign-in required: `link-peeler sign-out`, then enroll again with a new code",
-            )),
-        }
+}
+
+/// Check 9, sign-in: the relay accepts this device's signature.
+async fn sign_in_check(url: url::Url, c: DeviceCredentials) -> Check {
+    let client = match RelayClient::new(url, Some(c.signer())) {
+        Ok(client) => client,
+        Err(e) => return Check::fail("sign-in", format!("{e:#}"), "report this bug"),
+    };
+    match client.check_credentials().await {
+        Ok(()) => Check::pass(
+            "sign-in",
+            format!("the relay accepts device {}", c.device_id),
+        ),
+        Err(e) => Check::fail(
+            "sign-in",
+            e.to_string(),
+            "sign-in required: `link-peeler sign-out`, then enroll again with a new code",
+        ),
     }
+}
+
+/// Check 10, outbox: parked results (no line when there is no data dir).
+fn outbox_check() -> Option<Check> {
+    let dir = config::data_dir().ok()?.join("outbox");
+    let n = if dir.exists() {
+        Outbox::open(&dir).and_then(|o| o.len())
+    } else {
+        Ok(0)
+    };
+    Some(match n {
+        Ok(0) => Check::pass("outbox", "empty"),
+        Ok(n) => Check::pass(
+            "outbox",
+            format!(
+                "{n} result(s) waiting; the agent posts them when it runs and the relay answers"
+            ),
+        ),
+        Err(e) => Check::fail(
+            "outbox",
+            format!("{}: {e}", dir.display()),
+            "make the data dir readable",
+        ),
+    })
 }
 
 fn keychain_hint(e: &CredentialError) -> String {

@@ -171,84 +171,115 @@ impl<R: LinkResolver> Runner<R> {
             capacity = self.cfg.capacity,
             "agent started"
         );
-        let mut backoff = Backoff::default();
-        let mut workers: JoinSet<Outcome> = JoinSet::new();
-        let mut outbox_dirty = true;
-        let mut sign_in: Option<String> = None;
-        // Until a poll succeeds, poll without holding (waitSeconds 0) so a
-        // user interface learns "connected" at once, not a long-poll later.
-        let mut connected = false;
-
+        let mut st = LoopState::new();
         loop {
-            while let Some(done) = workers.try_join_next() {
-                note(done, &mut outbox_dirty, &mut sign_in);
+            while let Some(done) = st.workers.try_join_next() {
+                note(done, &mut st.outbox_dirty, &mut st.sign_in);
             }
-            if sign_in.is_some() || self.stop.is_cancelled() {
+            if st.sign_in.is_some() || self.stop.is_cancelled() {
                 break;
             }
-            if outbox_dirty {
-                match self.flush_outbox().await {
-                    Ok(()) => outbox_dirty = false,
-                    Err(FlushError::SignIn(reason)) => {
-                        sign_in = Some(reason);
-                        break;
-                    }
-                    Err(FlushError::Retry(e)) => {
-                        let delay = backoff.next_delay(e.retry_after());
-                        connected = false;
-                        s.activity.connection(retrying(delay, &e));
-                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot deliver parked results");
-                        self.pause(delay).await;
-                        continue;
-                    }
+            if st.outbox_dirty {
+                match self.deliver_parked(&mut st).await {
+                    Next::Proceed => {}
+                    Next::Restart => continue,
+                    Next::Stop => break,
                 }
             }
-            let free = self.cfg.capacity.saturating_sub(workers.len() as u32);
+            let free = self.cfg.capacity.saturating_sub(st.workers.len() as u32);
             if free == 0 {
-                tokio::select! {
-                    done = workers.join_next() => if let Some(done) = done {
-                        note(done, &mut outbox_dirty, &mut sign_in);
-                    },
-                    _ = self.stop.cancelled() => {}
-                }
+                self.wait_for_a_worker(&mut st).await;
                 continue;
             }
-            let polled = tokio::select! {
-                r = s.client.poll(free, if connected { self.cfg.poll_wait_seconds } else { 0 }) => r,
-                // Dropping a held poll is safe: the relay releases leases of an abandoned poll.
-                _ = self.stop.cancelled() => break,
-            };
-            Counters::bump(&s.counters.polls);
-            match polled {
-                Ok(tasks) => {
-                    if backoff.failures() > 0 {
-                        tracing::info!("relay reachable again");
-                    }
-                    backoff.reset();
-                    connected = true;
-                    s.activity.connection(Connection::Online);
-                    for task in tasks {
-                        self.start(&mut workers, task);
-                    }
-                }
-                Err(e) if e.verdict(Op::Poll) == Verdict::SignIn => {
-                    sign_in = Some(e.to_string());
-                    break;
-                }
-                Err(e) => {
-                    Counters::bump(&s.counters.poll_failures);
-                    let delay = backoff.next_delay(e.retry_after());
-                    connected = false;
-                    s.activity.connection(retrying(delay, &e));
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "poll failed");
-                    self.pause(delay).await;
-                }
+            if self.poll_and_start(&mut st, free).await == Next::Stop {
+                break;
             }
         }
-
         let abandoned = self
-            .drain(&mut workers, &mut outbox_dirty, &mut sign_in)
+            .drain(&mut st.workers, &mut st.outbox_dirty, &mut st.sign_in)
             .await;
+        self.exit(st.sign_in, abandoned)
+    }
+
+    /// Step 1: posts parked results first. A sign-in answer stops the loop; a
+    /// retryable failure backs off and restarts the loop.
+    async fn deliver_parked(&self, st: &mut LoopState) -> Next {
+        match self.flush_outbox().await {
+            Ok(()) => {
+                st.outbox_dirty = false;
+                Next::Proceed
+            }
+            Err(FlushError::SignIn(reason)) => {
+                st.sign_in = Some(reason);
+                Next::Stop
+            }
+            Err(FlushError::Retry(e)) => {
+                let delay = self.back_off(st, &e);
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot deliver parked results");
+                self.pause(delay).await;
+                Next::Restart
+            }
+        }
+    }
+
+    /// Step 2: no free capacity, so waits for a worker to finish (or a stop).
+    async fn wait_for_a_worker(&self, st: &mut LoopState) {
+        tokio::select! {
+            done = st.workers.join_next() => if let Some(done) = done {
+                note(done, &mut st.outbox_dirty, &mut st.sign_in);
+            },
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    /// Steps 3–4: polls for up to `free` tasks and hands each to a worker. A
+    /// stop or a sign-in answer stops the loop; a failure backs off.
+    async fn poll_and_start(&self, st: &mut LoopState, free: u32) -> Next {
+        let s = &self.shared;
+        let polled = tokio::select! {
+            r = s.client.poll(free, if st.connected { self.cfg.poll_wait_seconds } else { 0 }) => r,
+            // Dropping a held poll is safe: the relay releases leases of an abandoned poll.
+            _ = self.stop.cancelled() => return Next::Stop,
+        };
+        Counters::bump(&s.counters.polls);
+        match polled {
+            Ok(tasks) => {
+                if st.backoff.failures() > 0 {
+                    tracing::info!("relay reachable again");
+                }
+                st.backoff.reset();
+                st.connected = true;
+                s.activity.connection(Connection::Online);
+                for task in tasks {
+                    self.start(&mut st.workers, task);
+                }
+            }
+            Err(e) if e.verdict(Op::Poll) == Verdict::SignIn => {
+                st.sign_in = Some(e.to_string());
+                return Next::Stop;
+            }
+            Err(e) => {
+                Counters::bump(&s.counters.poll_failures);
+                let delay = self.back_off(st, &e);
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "poll failed");
+                self.pause(delay).await;
+            }
+        }
+        Next::Proceed
+    }
+
+    /// After a failed relay call: the next backoff delay, marked as not
+    /// connected, and the user interface told when the next try is.
+    fn back_off(&self, st: &mut LoopState, e: &RelayError) -> Duration {
+        let delay = st.backoff.next_delay(e.retry_after());
+        st.connected = false;
+        self.shared.activity.connection(retrying(delay, e));
+        delay
+    }
+
+    /// Reports what is parked and why the loop ended.
+    fn exit(&self, sign_in: Option<String>, abandoned: usize) -> Exit {
+        let s = &self.shared;
         let parked = s.outbox.len().unwrap_or(0);
         if parked > 0 {
             tracing::info!(
@@ -372,6 +403,40 @@ impl<R: LinkResolver> Runner<R> {
         }
         Ok(())
     }
+}
+
+/// The agent loop's state between turns.
+struct LoopState {
+    backoff: Backoff,
+    workers: JoinSet<Outcome>,
+    outbox_dirty: bool,
+    sign_in: Option<String>,
+    /// Until a poll succeeds, poll without holding (waitSeconds 0) so a
+    /// user interface learns "connected" at once, not a long-poll later.
+    connected: bool,
+}
+
+impl LoopState {
+    fn new() -> Self {
+        LoopState {
+            backoff: Backoff::default(),
+            workers: JoinSet::new(),
+            outbox_dirty: true,
+            sign_in: None,
+            connected: false,
+        }
+    }
+}
+
+/// What the loop does after one of its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Go on to the next step.
+    Proceed,
+    /// Start the next turn of the loop.
+    Restart,
+    /// Leave the loop.
+    Stop,
 }
 
 fn retrying(delay: Duration, e: &RelayError) -> Connection {

@@ -6,6 +6,8 @@
 //! axum "hello" endpoint as the ceiling of what the HTTP stack can do here,
 //! and a load generator that signs every request like a real client.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,8 +15,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
-use super::admin::{self, NewKey};
-use super::{RelayConfig, serve};
+use super::admin::{self, CreatedKey, NewKey};
+use super::{RelayConfig, RunningRelay, serve};
 use link_peeler_wire::api::ApiClient;
 use link_peeler_wire::client::{REQUEST_TIMEOUT, SignedClient};
 use link_peeler_wire::protocol::{EnrollResponse, FetchRequest, PollResponse, paths};
@@ -67,14 +69,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         .prefix("lp-bench")
         .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
     let db = tmp.path().join("bench.db");
-    let key = admin::create_key(
-        &db,
-        &NewKey {
-            daily_limit: u32::MAX,
-            max_queued: u32::MAX,
-            ..NewKey::named("bench")
-        },
-    )?;
+    let key = create_unlimited_key(&db).await?;
     let relay = serve(RelayConfig {
         db_path: db.clone(),
         listen: "127.0.0.1:0".parse()?,
@@ -92,40 +87,11 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
 
     let mut levels = Vec::new();
     for &c in &args.concurrency {
-        let stats = relay.store().writer_stats();
-        let (commits, ops) = (
-            stats.commits.load(Ordering::Relaxed),
-            stats.ops.load(Ordering::Relaxed),
-        );
-        let mut level = drive(&format!("signed submit (c={c})"), c, duration, {
-            let api = api.clone();
-            move |i| submit_once(api.clone(), i)
-        })
-        .await;
-        let commits = stats.commits.load(Ordering::Relaxed) - commits;
-        let ops = stats.ops.load(Ordering::Relaxed) - ops;
-        level.ops_per_commit = (commits > 0).then(|| ops as f64 / commits as f64);
-        levels.push(level);
+        levels.push(submit_level(&relay, &api, c, duration).await);
         progress(json, levels.last());
     }
     let top = args.concurrency.iter().copied().max().unwrap_or(64);
-    let hello_url = format!("http://{hello}/hello");
-    levels.push(
-        drive(&format!("axum hello ceiling (c={top})"), top, duration, {
-            let http = http.clone();
-            move |_| {
-                let (http, url) = (http.clone(), hello_url.clone());
-                async move {
-                    http.get(url)
-                        .send()
-                        .await
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false)
-                }
-            }
-        })
-        .await,
-    );
+    levels.push(hello_level(&http, hello, top, duration).await);
     progress(json, levels.last());
 
     let pickups = pickup_latency(&api, &relay.url(), &db, args.pickups).await?;
@@ -136,8 +102,80 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         pickup_p99_ms: percentile(&pickups, 0.99),
     };
     relay.shutdown().await?;
+    print_report(&report, json)
+}
+
+/// An API key no quota gets in the way of. Admin calls are blocking SQLite
+/// work, so they run on a blocking thread.
+async fn create_unlimited_key(db: &Path) -> anyhow::Result<CreatedKey> {
+    let db = db.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        admin::create_key(
+            &db,
+            &NewKey {
+                daily_limit: u32::MAX,
+                max_queued: u32::MAX,
+                ..NewKey::named("bench")
+            },
+        )
+    })
+    .await?
+}
+
+/// Signed submissions at `concurrency`, with the writer's average batch size.
+async fn submit_level(
+    relay: &RunningRelay,
+    api: &Arc<ApiClient>,
+    concurrency: u32,
+    duration: Duration,
+) -> Level {
+    let stats = relay.store().writer_stats();
+    let (commits, ops) = (
+        stats.commits.load(Ordering::Relaxed),
+        stats.ops.load(Ordering::Relaxed),
+    );
+    let name = format!("signed submit (c={concurrency})");
+    let mut level = drive(&name, concurrency, duration, {
+        let api = api.clone();
+        move |i| submit_once(api.clone(), i)
+    })
+    .await;
+    let commits = stats.commits.load(Ordering::Relaxed) - commits;
+    let ops = stats.ops.load(Ordering::Relaxed) - ops;
+    level.ops_per_commit = (commits > 0).then(|| ops as f64 / commits as f64);
+    level
+}
+
+/// Plain GETs of the axum hello endpoint: the HTTP stack's ceiling here.
+async fn hello_level(
+    http: &reqwest::Client,
+    hello: SocketAddr,
+    concurrency: u32,
+    duration: Duration,
+) -> Level {
+    let name = format!("axum hello ceiling (c={concurrency})");
+    let hello_url = format!("http://{hello}/hello");
+    drive(&name, concurrency, duration, {
+        let http = http.clone();
+        move |_| {
+            let (http, url) = (http.clone(), hello_url.clone());
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        }
+    })
+    .await
+}
+
+/// The closing line (the levels were printed as they finished), or the whole
+/// report as one JSON line.
+fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        println!("{}", serde_json::to_string(report)?);
     } else {
         println!(
             "\nsubmit → waiting long-poll returns the task: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
@@ -226,11 +264,15 @@ where
 async fn pickup_latency(
     api: &Arc<ApiClient>,
     base: &str,
-    db: &std::path::Path,
+    db: &Path,
     samples: u32,
 ) -> anyhow::Result<Vec<f64>> {
     // Drain the queue the load phase filled, so each poll waits for the next job.
-    let code = admin::create_enrollment_code(db, "bench agent")?;
+    let code = {
+        let db = db.to_path_buf();
+        tokio::task::spawn_blocking(move || admin::create_enrollment_code(&db, "bench agent"))
+            .await??
+    };
     let anonymous = SignedClient::new(base.parse()?, None, "link-peeler-relay-bench")?;
     let creds: EnrollResponse = anonymous
         .send_unsigned(
@@ -282,7 +324,7 @@ async fn pickup_latency(
     Ok(out)
 }
 
-async fn hello_server() -> anyhow::Result<std::net::SocketAddr> {
+async fn hello_server() -> anyhow::Result<SocketAddr> {
     let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

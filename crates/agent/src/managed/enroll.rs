@@ -161,122 +161,180 @@ pub async fn enroll_if_needed(
     if prepared.previous.is_some() {
         return Ok(AutoEnroll::AlreadyEnrolled);
     }
-    let key = attempt_key(relay, code);
-    let record_err = |detail: String| AutoEnrollError::Record {
-        path: attempts_path(data_dir).display().to_string(),
-        detail,
+    let pair = Pair {
+        data_dir,
+        relay,
+        key: attempt_key(relay, code),
+        source,
     };
     loop {
-        let mut all = load_attempts(data_dir).map_err(record_err)?;
-        let mut attempt = all.attempts.get(&key).cloned().unwrap_or_else(|| Attempt {
-            relay: relay.to_string(),
-            ..Attempt::default()
-        });
-        match attempt.outcome {
-            Outcome::Pending => {}
-            Outcome::Enrolled | Outcome::NotStored => {
-                return Err(AutoEnrollError::AlreadyUsed {
-                    origin: source,
-                    device_id: attempt.device_id.unwrap_or_else(|| "?".into()),
-                });
-            }
-            Outcome::Refused => {
-                return Err(AutoEnrollError::Refused {
-                    origin: source,
-                    message: format!(
-                        "refused earlier: {}",
-                        attempt.message.as_deref().unwrap_or("no reason given")
-                    ),
-                });
-            }
+        let (mut all, mut attempt) = pair.load()?;
+        if !wait_unless_stopped(wait_before_try(&attempt), stop).await {
+            return Ok(AutoEnroll::Stopped);
         }
-        let now = link_peeler_wire::signing::unix_now();
-        let wait = retry_wait(attempt.tries, attempt.last_try, now).max(Duration::from_secs(
-            u64::try_from(attempt.not_before - now).unwrap_or(0),
-        ));
-        if !wait.is_zero() {
-            tracing::info!(
-                wait_seconds = wait.as_secs(),
-                "waiting before retrying managed enrollment"
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.cancelled() => return Ok(AutoEnroll::Stopped),
-            }
-        }
-        // Remember the try before the code leaves this machine.
-        attempt.tries = attempt.tries.saturating_add(1);
-        attempt.last_try = link_peeler_wire::signing::unix_now();
-        all.attempts.insert(key.clone(), attempt.clone());
-        save_attempts(data_dir, &all).map_err(record_err)?;
-        tracing::info!(relay = %relay, source = %source, try_number = attempt.tries, "enrolling from the managed configuration");
-
+        pair.record_try(&mut all, &mut attempt)?;
         let answer = tokio::select! {
             r = enrollment::send(&prepared, relay) => r,
             _ = stop.cancelled() => return Ok(AutoEnroll::Stopped),
         };
-        let mut finish = |attempt: &mut Attempt,
-                          outcome: Outcome,
-                          device_id: Option<String>,
-                          message: Option<String>| {
-            attempt.outcome = outcome;
-            attempt.device_id = device_id;
-            attempt.message = message;
-            all.attempts.insert(key.clone(), attempt.clone());
-            save_attempts(data_dir, &all)
-        };
+        if let Some(done) = pair.record_answer(&mut all, &mut attempt, answer)? {
+            return Ok(done);
+        }
+    }
+}
+
+/// The managed (relay, code) pair being enrolled with, and where its
+/// attempts are recorded.
+struct Pair<'a> {
+    data_dir: &'a Path,
+    relay: &'a Url,
+    /// The pair's [`attempt_key`]; the code itself is not kept.
+    key: String,
+    /// Where the pair was configured, for messages.
+    source: String,
+}
+
+impl Pair<'_> {
+    /// Reads the attempts record and this pair's attempt. A pair that
+    /// enrolled or was refused is final: an error, and the code is not sent.
+    fn load(&self) -> Result<(Attempts, Attempt), AutoEnrollError> {
+        let all = load_attempts(self.data_dir).map_err(|d| self.record_error(d))?;
+        let attempt = all
+            .attempts
+            .get(&self.key)
+            .cloned()
+            .unwrap_or_else(|| Attempt {
+                relay: self.relay.to_string(),
+                ..Attempt::default()
+            });
+        match attempt.outcome {
+            Outcome::Pending => Ok((all, attempt)),
+            Outcome::Enrolled | Outcome::NotStored => Err(AutoEnrollError::AlreadyUsed {
+                origin: self.source.clone(),
+                device_id: attempt.device_id.unwrap_or_else(|| "?".into()),
+            }),
+            Outcome::Refused => Err(AutoEnrollError::Refused {
+                origin: self.source.clone(),
+                message: format!(
+                    "refused earlier: {}",
+                    attempt.message.as_deref().unwrap_or("no reason given")
+                ),
+            }),
+        }
+    }
+
+    /// Remembers the try before the code leaves this machine.
+    fn record_try(&self, all: &mut Attempts, attempt: &mut Attempt) -> Result<(), AutoEnrollError> {
+        attempt.tries = attempt.tries.saturating_add(1);
+        attempt.last_try = link_peeler_wire::signing::unix_now();
+        all.attempts.insert(self.key.clone(), attempt.clone());
+        save_attempts(self.data_dir, all).map_err(|d| self.record_error(d))?;
+        tracing::info!(relay = %self.relay, source = %self.source, try_number = attempt.tries, "enrolling from the managed configuration");
+        Ok(())
+    }
+
+    /// Records the relay's answer. `Some` when enrolled, `None` after a
+    /// transient failure (try again); a final failure is an error.
+    fn record_answer(
+        &self,
+        all: &mut Attempts,
+        attempt: &mut Attempt,
+        answer: Result<enrollment::Enrolled, EnrollError>,
+    ) -> Result<Option<AutoEnroll>, AutoEnrollError> {
         match answer {
             Ok(enrolled) => {
                 let device_id = enrolled.device_id;
-                finish(
-                    &mut attempt,
-                    Outcome::Enrolled,
-                    Some(device_id.clone()),
-                    None,
-                )
-                .map_err(record_err)?;
-                tracing::info!(device = %device_id, relay = %relay, "enrolled from the managed configuration");
-                return Ok(AutoEnroll::Enrolled { device_id });
+                let id = Some(device_id.clone());
+                self.finish(all, attempt, Outcome::Enrolled, id, None)?;
+                tracing::info!(device = %device_id, relay = %self.relay, "enrolled from the managed configuration");
+                Ok(Some(AutoEnroll::Enrolled { device_id }))
             }
             Err(EnrollError::NotStored { device_id, detail }) => {
-                let _ = finish(
-                    &mut attempt,
-                    Outcome::NotStored,
-                    Some(device_id.clone()),
-                    Some(detail.clone()),
-                );
-                return Err(AutoEnrollError::NotStored { device_id, detail });
+                let (id, message) = (Some(device_id.clone()), Some(detail.clone()));
+                let _ = self.finish(all, attempt, Outcome::NotStored, id, message);
+                Err(AutoEnrollError::NotStored { device_id, detail })
             }
             Err(e) if e.is_transient() => {
                 // The code may or may not have been spent; the next try will tell (a
                 // spent code is refused, and then never sent again).
-                let floor = match &e {
-                    EnrollError::Relay { retry_after, .. } => {
-                        retry_after.map(|d| d.min(backoff::MAX_RETRY_AFTER))
-                    }
-                    _ => None,
-                };
-                attempt.not_before =
-                    attempt.last_try + floor.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-                finish(&mut attempt, Outcome::Pending, None, Some(e.to_string()))
-                    .map_err(record_err)?;
+                attempt.not_before = attempt.last_try + retry_after_secs(&e);
+                self.finish(all, attempt, Outcome::Pending, None, Some(e.to_string()))?;
                 tracing::warn!(error = %e, "managed enrollment failed; will retry with backoff");
+                Ok(None)
             }
             Err(e) => {
                 let message = match &e {
                     EnrollError::Refused(message) => message.clone(),
                     other => other.to_string(),
                 };
-                finish(&mut attempt, Outcome::Refused, None, Some(message.clone()))
-                    .map_err(record_err)?;
+                self.finish(all, attempt, Outcome::Refused, None, Some(message.clone()))?;
                 tracing::error!(error = %e, "the relay refused the managed enrollment code");
-                return Err(AutoEnrollError::Refused {
-                    origin: source,
+                Err(AutoEnrollError::Refused {
+                    origin: self.source.clone(),
                     message,
-                });
+                })
             }
         }
     }
+
+    /// Stores the attempt's outcome in the attempts record.
+    fn finish(
+        &self,
+        all: &mut Attempts,
+        attempt: &mut Attempt,
+        outcome: Outcome,
+        device_id: Option<String>,
+        message: Option<String>,
+    ) -> Result<(), AutoEnrollError> {
+        attempt.outcome = outcome;
+        attempt.device_id = device_id;
+        attempt.message = message;
+        all.attempts.insert(self.key.clone(), attempt.clone());
+        save_attempts(self.data_dir, all).map_err(|d| self.record_error(d))
+    }
+
+    fn record_error(&self, detail: String) -> AutoEnrollError {
+        AutoEnrollError::Record {
+            path: attempts_path(self.data_dir).display().to_string(),
+            detail,
+        }
+    }
+}
+
+/// How long to wait before the next try of a pending attempt: its backoff
+/// after the last try, or the relay's `Retry-After`, whichever ends later.
+fn wait_before_try(attempt: &Attempt) -> Duration {
+    let now = link_peeler_wire::signing::unix_now();
+    retry_wait(attempt.tries, attempt.last_try, now).max(Duration::from_secs(
+        u64::try_from(attempt.not_before - now).unwrap_or(0),
+    ))
+}
+
+/// Sleeps `wait` (logged when not zero); `false` when `stop` came first.
+async fn wait_unless_stopped(wait: Duration, stop: &CancellationToken) -> bool {
+    if !wait.is_zero() {
+        tracing::info!(
+            wait_seconds = wait.as_secs(),
+            "waiting before retrying managed enrollment"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return false,
+        }
+    }
+    true
+}
+
+/// The relay's `Retry-After` (capped at [`backoff::MAX_RETRY_AFTER`]) in
+/// seconds; 0 without one.
+fn retry_after_secs(e: &EnrollError) -> i64 {
+    let floor = match e {
+        EnrollError::Relay { retry_after, .. } => {
+            retry_after.map(|d| d.min(backoff::MAX_RETRY_AFTER))
+        }
+        _ => None,
+    };
+    floor.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// [`enroll_if_needed`] for a caller without a runtime (`run --headless`),
