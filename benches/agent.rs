@@ -209,9 +209,14 @@ async fn wait_results(relay_url: &str, target: u64) {
     }
 }
 
-/// `relay_http_requests_total{route=ROUTE,status="200"}` from `/metrics`.
-async fn metric(relay_url: &str, route: &str) -> u64 {
-    let text = reqwest::get(format!("{relay_url}/metrics"))
+/// The relay's operations listener (`/metrics`), set by [`start_relay`].
+static OPS_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `relay_http_requests_total{route=ROUTE,status="200"}` from `/metrics` (the
+/// relay at `_relay_url` serves it on its operations listener).
+async fn metric(_relay_url: &str, route: &str) -> u64 {
+    let ops = OPS_URL.get().expect("start_relay ran");
+    let text = reqwest::get(format!("{ops}/metrics"))
         .await
         .expect("metrics")
         .text()
@@ -233,7 +238,13 @@ async fn start_relay(dir: &Path) -> (Child, String, PathBuf) {
     let mut child = Command::new(relay_bin())
         .args(["serve", "--db"])
         .arg(&db)
-        .args(["--listen", "127.0.0.1:0", "--json"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -244,6 +255,8 @@ async fn start_relay(dir: &Path) -> (Child, String, PathBuf) {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let v: serde_json::Value = serde_json::from_str(&first).expect("json");
     let url = format!("http://{}", v["listen"].as_str().expect("listen"));
+    let ops = format!("http://{}", v["ops"].as_str().expect("ops"));
+    let _ = OPS_URL.set(ops);
     (child, url, db)
 }
 

@@ -25,7 +25,10 @@ pub struct EnrollArgs {
     /// Name shown in the relay's device list (default: this computer's host name)
     #[arg(long)]
     name: Option<String>,
-    /// config.toml to read the relay URL from when --relay is not given
+    /// PEM file of CA certificates trusted for the relay besides the OS trust store
+    #[arg(long, value_name = "PATH")]
+    relay_ca_file: Option<PathBuf>,
+    /// config.toml to read the relay URL (and relay_ca_file) from when not given as flags
     #[arg(long, value_name = "PATH", env = config::ENV_CONFIG)]
     config: Option<PathBuf>,
 }
@@ -41,13 +44,21 @@ pub fn run(args: EnrollArgs) -> ExitCode {
 }
 
 fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
-    let relay = match &args.relay {
-        Some(r) => config::relay_url(r)?,
-        None => config::load(args.config.as_deref(), &Overrides::default())?
-            .settings
+    // A refused relay URL fails before any file is read or anything is contacted.
+    let flag_relay = args.relay.as_deref().map(config::relay_url).transpose()?;
+    let flags = Overrides {
+        relay_ca_file: args.relay_ca_file.clone(),
+        ..Overrides::default()
+    };
+    let settings = config::load(args.config.as_deref(), &flags)?.settings;
+    let relay = match flag_relay {
+        Some(r) => r,
+        None => settings
             .relay
+            .clone()
             .ok_or_else(|| anyhow::anyhow!("no relay URL: pass --relay URL"))?,
     };
+    let roots = settings.relay_roots();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -55,7 +66,7 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         .block_on(async {
             let prepared = enrollment::prepare(&args.code, args.name, None).await?;
             let account = prepared.account().to_owned();
-            Ok((enrollment::send(&prepared, &relay).await?, account))
+            Ok((enrollment::send(&prepared, &relay, roots).await?, account))
         })
         .map_err(|e| match e {
             EnrollError::Unreachable { relay, detail } => {

@@ -50,6 +50,9 @@ pub struct SettingsArgs {
     /// User-Agent the resolver sends
     #[arg(long, value_name = "UA")]
     pub user_agent: Option<String>,
+    /// PEM file of CA certificates trusted for the relay besides the OS trust store
+    #[arg(long, value_name = "PATH")]
+    pub relay_ca_file: Option<PathBuf>,
     /// config.toml to use instead of the one in the user's config dir
     #[arg(long, value_name = "PATH", env = config::ENV_CONFIG)]
     pub config: Option<PathBuf>,
@@ -61,6 +64,9 @@ pub struct ConfigArgs {
     /// Relay base URL to check instead of the configured one
     #[arg(long, value_name = "URL")]
     pub relay: Option<String>,
+    /// PEM file of CA certificates trusted for the relay besides the OS trust store
+    #[arg(long, value_name = "PATH")]
+    pub relay_ca_file: Option<PathBuf>,
     /// config.toml to use instead of the one in the user's config dir
     #[arg(long, value_name = "PATH", env = config::ENV_CONFIG)]
     pub config: Option<PathBuf>,
@@ -70,6 +76,7 @@ impl ConfigArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             relay: self.relay.clone(),
+            relay_ca_file: self.relay_ca_file.clone(),
             ..Default::default()
         }
     }
@@ -82,6 +89,7 @@ impl SettingsArgs {
             capacity: self.capacity,
             allow_networks: self.allow_networks.clone(),
             user_agent: self.user_agent.clone(),
+            relay_ca_file: self.relay_ca_file.clone(),
         }
     }
 }
@@ -167,8 +175,11 @@ fn no_tray(why: &str) -> ExitCode {
 fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = config::load(args.settings.config.as_deref(), &args.settings.overrides())?;
     let data_dir = config::data_dir()?;
-    let _lock = lock::acquire(&data_dir)?;
+    let lock = lock::acquire(&data_dir)?;
     let _logs = logging::init(&data_dir, true)?;
+    for problem in lock.not_private() {
+        tracing::warn!(%problem, "could not make a file in the data dir private");
+    }
     if managed::enroll_at_start(&loaded.managed, &data_dir)? == managed::AutoEnroll::Stopped {
         return Ok(ExitCode::SUCCESS);
     }

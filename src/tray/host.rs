@@ -510,7 +510,20 @@ impl<'a> Host<'a> {
         self.snapshot.relay_url = Some(relay.to_string());
         self.set_phase(Phase::Enrolling);
         tracing::info!(relay = %relay, "enrolling from the tray");
-        let result = enrollment::enroll(relay, &code, None, None).await;
+        // The relay's private CA, if this user's settings name one (file and
+        // registry reads: off the async worker). A config that does not load
+        // is reported by the next step; enroll with the OS trust store then.
+        let (file, overrides) = (self.cfg.config_file.clone(), self.cfg.overrides.clone());
+        let ca = tokio::task::spawn_blocking(move || {
+            config::load(file.as_deref(), &overrides)
+                .ok()
+                .and_then(|l| l.settings.relay_ca)
+        })
+        .await
+        .ok()
+        .flatten();
+        let roots = ca.as_ref().map(|c| &c.roots);
+        let result = enrollment::enroll(relay, &code, None, None, roots).await;
         match &result {
             Ok(e) => {
                 tracing::info!(device = %e.device_id, "enrolled");

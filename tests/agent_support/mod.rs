@@ -101,13 +101,18 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// `link-peeler-relay serve --db DIR/relay.db --listen 127.0.0.1:0 --json [--lease-seconds N]`.
+    /// `link-peeler-relay serve --db DIR/relay.db --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0
+    /// --json [--lease-seconds N]`.
     pub async fn start(dir: &Path, lease_seconds: Option<u64>) -> Relay {
         let db = dir.join("relay.db");
         let mut cmd = Command::new(relay_bin());
-        cmd.args(["serve", "--db"])
-            .arg(&db)
-            .args(["--listen", "127.0.0.1:0", "--json"]);
+        cmd.args(["serve", "--db"]).arg(&db).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--json",
+        ]);
         if let Some(s) = lease_seconds {
             cmd.args(["--lease-seconds", &s.to_string()]);
         }
@@ -128,6 +133,11 @@ impl Relay {
         let v: serde_json::Value = serde_json::from_str(&first).expect("relay --json line");
         let addr: SocketAddr = v["listen"].as_str().expect("listen").parse().expect("addr");
         assert!(addr.ip().is_loopback());
+        let ops = v["ops"].as_str().expect("ops").to_owned();
+        ops_listeners()
+            .lock()
+            .expect("ops listeners")
+            .insert(format!("http://{addr}"), format!("http://{ops}"));
         // Keep draining stdout so the relay never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Relay {
@@ -440,10 +450,24 @@ pub fn keychain_or_skip(test: &str) -> bool {
     }
 }
 
-/// How many requests the relay has answered on `route` (from `/metrics`).
+/// The operations listener (`/metrics`) of each relay [`Relay::start`] started, by relay URL.
+fn ops_listeners() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
+    static OPS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::OnceLock::new();
+    OPS.get_or_init(Default::default)
+}
+
+/// How many requests the relay at `relay_url` has answered on `route` (from
+/// `/metrics`, which the relay serves on its operations listener).
 pub async fn relay_requests(relay_url: &str, route: &str) -> u64 {
     link_peeler_wire::tls::init();
-    let body = reqwest::get(format!("{relay_url}/metrics"))
+    let ops = ops_listeners()
+        .lock()
+        .expect("ops listeners")
+        .get(relay_url.trim_end_matches('/'))
+        .cloned()
+        .unwrap_or_else(|| panic!("{relay_url} was not started by Relay::start"));
+    let body = reqwest::get(format!("{ops}/metrics"))
         .await
         .expect("GET /metrics")
         .text()

@@ -69,7 +69,7 @@ pub fn build(
         dir: data_dir.display().to_string(),
         detail: e.to_string(),
     })?;
-    let client = RelayClient::new(relay, Some(creds.signer()))?;
+    let client = RelayClient::with_roots(relay, Some(creds.signer()), settings.relay_roots())?;
     if clock_offset != 0 {
         client.set_clock_offset(clock_offset);
     }

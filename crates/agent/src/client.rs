@@ -8,8 +8,10 @@
 //!
 //! A non-loopback relay is `https://` only (checked in
 //! [`super::config::relay_url`]), certificates are checked against the OS
-//! trust store, and the system proxy is honoured for the relay, never for a
-//! loopback relay and never by the resolver, which builds its own client.
+//! trust store plus the admin's `relay_ca_file`, if any ([`RelayClient::with_roots`]),
+//! and the system proxy is honoured for the relay, never for a loopback relay
+//! and never by the resolver, which builds its own client (and never trusts
+//! the relay's CA).
 //! The agent only ever connects out; nothing here listens.
 
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use reqwest::Method;
 use url::Url;
 
 use super::policy::{Op, Verdict, decide};
-use link_peeler_wire::client::{REQUEST_TIMEOUT, SignedClient, date_header};
+use link_peeler_wire::client::{ExtraRoots, REQUEST_TIMEOUT, SignedClient, date_header};
 use link_peeler_wire::protocol::{
     EnrollRequest, EnrollResponse, ErrorCode, PollRequest, PollResponse, ResultPost, Task, paths,
 };
@@ -59,9 +61,19 @@ pub struct RelayClient {
 impl RelayClient {
     /// A client for `base` (already checked by `config::relay_url`), signing with `signer` if given.
     pub fn new(base: Url, signer: Option<Signer>) -> Result<RelayClient, RelayError> {
+        RelayClient::with_roots(base, signer, None)
+    }
+
+    /// [`RelayClient::new`], also trusting `roots` (the settings'
+    /// `relay_ca_file`) for the relay's certificate.
+    pub fn with_roots(
+        base: Url,
+        signer: Option<Signer>,
+        roots: Option<&ExtraRoots>,
+    ) -> Result<RelayClient, RelayError> {
         let user_agent = concat!("link-peeler-agent/", env!("CARGO_PKG_VERSION"));
         Ok(RelayClient {
-            client: SignedClient::new(base, signer, user_agent)?,
+            client: SignedClient::with_roots(base, signer, user_agent, roots)?,
         })
     }
 

@@ -12,12 +12,19 @@
 //! Paths can be redirected with `LINK_PEELER_CONFIG` (the file) and
 //! `LINK_PEELER_DATA_DIR` (outbox, logs, lock) so tests and several agents on
 //! one account stay apart.
+//!
+//! `relay_ca_file` names a PEM file of certificate authorities trusted for
+//! the relay's certificate on top of the OS trust store (a relay with a
+//! certificate from an organisation's internal CA). It is read and checked
+//! when the settings are made, so a missing or malformed file stops the
+//! agent with one line naming it; it is used for the relay connection only,
+//! never by the resolver.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use link_peeler_wire::client::is_loopback_host;
+use link_peeler_wire::client::{ExtraRoots, is_loopback_host};
 use link_peeler_wire::protocol::{USER_AGENT_RULE, is_valid_user_agent};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -31,6 +38,8 @@ pub const ENV_DATA_DIR: &str = "LINK_PEELER_DATA_DIR";
 pub const DEFAULT_CAPACITY: u32 = 4;
 /// Longest a long-poll is held open by the relay (protocol.md §4 allows 0–30).
 pub const DEFAULT_POLL_WAIT_SECONDS: u32 = 30;
+/// Largest `relay_ca_file` read (a bundle of a few hundred CAs is far below).
+const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Why settings could not be assembled. Every message fits on one line.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +59,9 @@ pub enum ConfigError {
     NoRelay { path: PathBuf },
     #[error("{0}")]
     Invalid(String),
+    /// `relay_ca_file` cannot be used (missing, not PEM, no certificate).
+    #[error("{0}")]
+    RelayCa(String),
     #[error(
         "cannot find a home directory for the config and data dirs; set {ENV_CONFIG} and {ENV_DATA_DIR}"
     )]
@@ -71,6 +83,9 @@ pub struct FileConfig {
     pub allow_networks: Vec<String>,
     /// How long the relay may hold a poll open (0–30 s, default 30).
     pub poll_wait_seconds: Option<u32>,
+    /// PEM file of CAs trusted for the relay's certificate, besides the OS
+    /// trust store; a relative path is relative to the config file.
+    pub relay_ca_file: Option<String>,
 }
 
 /// Command-line overrides; `None`/empty means "not given".
@@ -80,6 +95,39 @@ pub struct Overrides {
     pub capacity: Option<u32>,
     pub allow_networks: Vec<IpNet>,
     pub user_agent: Option<String>,
+    /// `--relay-ca-file` (or the managed `relay_ca_file`).
+    pub relay_ca_file: Option<PathBuf>,
+}
+
+/// The private CA(s) trusted for the relay: `relay_ca_file` and what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayCa {
+    pub path: PathBuf,
+    pub roots: ExtraRoots,
+}
+
+impl RelayCa {
+    /// Reads and checks a PEM file of CA certificates. The error is one line
+    /// naming the file: missing or unreadable, not PEM, no certificate.
+    pub fn load(path: &Path) -> Result<RelayCa, String> {
+        let bad = |why: String| format!("relay_ca_file {}: {why}", path.display());
+        let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if !meta.is_file() {
+            return Err(bad("not a file".into()));
+        }
+        if meta.len() > MAX_CA_FILE_BYTES {
+            return Err(bad(format!(
+                "larger than {} MiB; it should hold a few PEM certificates",
+                MAX_CA_FILE_BYTES / (1024 * 1024)
+            )));
+        }
+        let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let roots = ExtraRoots::from_pem(&pem).map_err(bad)?;
+        Ok(RelayCa {
+            path: path.to_path_buf(),
+            roots,
+        })
+    }
 }
 
 /// The settings the agent runs with.
@@ -91,6 +139,15 @@ pub struct Settings {
     pub user_agent: Option<String>,
     pub allow_networks: Vec<IpNet>,
     pub poll_wait_seconds: u32,
+    /// CAs trusted for the relay besides the OS trust store (`relay_ca_file`).
+    pub relay_ca: Option<RelayCa>,
+}
+
+impl Settings {
+    /// The extra CAs for the relay connection, if any.
+    pub fn relay_roots(&self) -> Option<&ExtraRoots> {
+        self.relay_ca.as_ref().map(|c| &c.roots)
+    }
 }
 
 fn project_dirs() -> Option<directories::ProjectDirs> {
@@ -157,7 +214,9 @@ pub fn parse_toml_as<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, St
     })
 }
 
-/// Merges file and flags into [`Settings`], validating every value.
+/// Merges file and flags into [`Settings`], validating every value. A
+/// relative `relay_ca_file` in `file` is taken as it is (relative to the
+/// working directory); [`load`] makes it relative to the config file.
 pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigError> {
     let relay = match flags.relay.as_deref().or(file.relay.as_deref()) {
         Some(raw) => Some(relay_url(raw)?),
@@ -199,12 +258,26 @@ pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigE
             "user agent must be {USER_AGENT_RULE}"
         )));
     }
+    let relay_ca_file = match &flags.relay_ca_file {
+        Some(p) => Some(p.clone()),
+        None => file
+            .relay_ca_file
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+    };
+    let relay_ca = match relay_ca_file {
+        Some(p) => Some(RelayCa::load(&p).map_err(ConfigError::RelayCa)?),
+        None => None,
+    };
     Ok(Settings {
         relay,
         capacity,
         user_agent,
         allow_networks,
         poll_wait_seconds,
+        relay_ca,
     })
 }
 
@@ -228,8 +301,16 @@ pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Loaded, Config
     let file = load_file(&path)?;
     let managed = super::managed::load()?;
     let mut merged = file.clone();
+    anchor_relay_ca_file(&mut merged, &path);
     let flags = managed.apply(&mut merged, flags);
-    let settings = resolve(&merged, &flags)?;
+    let settings = resolve(&merged, &flags).map_err(|e| match e {
+        // Name the file the bad value came from (a flag's names itself).
+        ConfigError::RelayCa(message) if flags.relay_ca_file.is_none() => ConfigError::Malformed {
+            path: path.clone(),
+            message,
+        },
+        other => other,
+    })?;
     Ok(Loaded {
         path,
         present,
@@ -237,6 +318,17 @@ pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Loaded, Config
         settings,
         managed,
     })
+}
+
+/// A relative `relay_ca_file` in `config_path` is relative to that file's
+/// directory, not to wherever the agent was started.
+pub fn anchor_relay_ca_file(file: &mut FileConfig, config_path: &Path) {
+    if let (Some(ca), Some(dir)) = (&file.relay_ca_file, config_path.parent()) {
+        let ca = ca.trim();
+        if !ca.is_empty() && Path::new(ca).is_relative() {
+            file.relay_ca_file = Some(dir.join(ca).display().to_string());
+        }
+    }
 }
 
 /// Parses and checks a relay base URL without touching the network.
@@ -345,6 +437,7 @@ mod tests {
             capacity: Some(32),
             allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
             user_agent: Some("flag".into()),
+            relay_ca_file: None,
         };
         let s = resolve(&file, &flags).unwrap();
         assert_eq!(s.capacity, 32);
@@ -407,6 +500,100 @@ mod tests {
         std::fs::write(&p, "capacity = [").unwrap();
         let e = load_file(&p).unwrap_err().to_string();
         assert!(e.contains("bad.toml") && !e.contains('\n'), "{e}");
+    }
+
+    /// A PEM file holding one freshly made CA certificate.
+    fn ca_file(dir: &Path, name: &str) -> PathBuf {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let path = dir.join(name);
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        path
+    }
+
+    #[test]
+    fn relay_ca_file_flag_wins_over_the_file_and_is_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let from_file = ca_file(dir.path(), "file-ca.pem");
+        let from_flag = ca_file(dir.path(), "flag-ca.pem");
+        let file = FileConfig {
+            relay_ca_file: Some(from_file.display().to_string()),
+            ..Default::default()
+        };
+        let s = resolve(&file, &Overrides::default()).unwrap();
+        let ca = s.relay_ca.as_ref().unwrap();
+        assert_eq!(ca.path, from_file);
+        assert_eq!(ca.roots.len(), 1);
+        assert!(s.relay_roots().is_some());
+        let flags = Overrides {
+            relay_ca_file: Some(from_flag.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&file, &flags).unwrap().relay_ca.unwrap().path,
+            from_flag
+        );
+        // Unset (or blank) means the OS trust store only.
+        let s = resolve(
+            &parse_file("relay_ca_file = \"  \"\n").unwrap(),
+            &Overrides::default(),
+        );
+        assert!(s.unwrap().relay_ca.is_none());
+    }
+
+    #[test]
+    fn relay_ca_file_in_config_toml_is_relative_to_the_file() {
+        let mut file = parse_file("relay_ca_file = \"certs/ca.pem\"\n").unwrap();
+        anchor_relay_ca_file(
+            &mut file,
+            Path::new("/home/u/.config/link-peeler/config.toml"),
+        );
+        assert_eq!(
+            file.relay_ca_file.as_deref(),
+            Some(
+                Path::new("/home/u/.config/link-peeler/certs/ca.pem")
+                    .display()
+                    .to_string()
+                    .as_str()
+            )
+        );
+        let mut file = parse_file("relay_ca_file = \"/etc/ca.pem\"\n").unwrap();
+        anchor_relay_ca_file(&mut file, Path::new("/x/config.toml"));
+        assert_eq!(file.relay_ca_file.as_deref(), Some("/etc/ca.pem"));
+    }
+
+    #[test]
+    fn a_bad_relay_ca_file_is_a_one_line_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("not-pem.pem");
+        std::fs::write(&not_pem, b"\x30\x82 binary DER, not PEM").unwrap();
+        let key_only = dir.path().join("key.pem");
+        std::fs::write(
+            &key_only,
+            rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        )
+        .unwrap();
+        for (path, needle) in [
+            (dir.path().join("missing.pem"), "cannot read it"),
+            (dir.path().to_path_buf(), "not a file"),
+            (not_pem, "not a PEM file"),
+            (key_only, "contains no certificate"),
+        ] {
+            let flags = Overrides {
+                relay_ca_file: Some(path.clone()),
+                ..Default::default()
+            };
+            let e = resolve(&FileConfig::default(), &flags)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+            assert!(
+                e.contains("relay_ca_file") && e.contains(&path.display().to_string()),
+                "{e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -12,10 +12,10 @@ use std::path::Path;
 
 use super::assembly;
 use super::client::{Health, RelayClient};
-use super::config::{self, ConfigError, Loaded, Overrides};
+use super::config::{self, ConfigError, Loaded, Overrides, RelayCa};
 use super::credentials::{self, CredentialError, DeviceCredentials, Keychain};
 use super::outbox::Outbox;
-use link_peeler_wire::client::RelayError;
+use link_peeler_wire::client::{ExtraRoots, RelayError};
 use link_peeler_wire::signing::{MAX_SKEW_SECS, unix_now};
 
 /// One line of the report.
@@ -90,7 +90,11 @@ pub fn run(config_file: Option<&Path>, flags: &Overrides) -> Vec<Check> {
 
     // 6–9. network checks
     if let Some(url) = relay {
-        run_network_checks(url, creds, &mut checks);
+        let ca = loaded
+            .as_ref()
+            .ok()
+            .and_then(|l| l.settings.relay_ca.clone());
+        run_network_checks(url, creds, ca, &mut checks);
     }
 
     // 10. outbox
@@ -117,7 +121,7 @@ fn config_check(loaded: &Result<Loaded, ConfigError>) -> Check {
         Err(e) => Check::fail(
             "config",
             e.to_string(),
-            "fix the named line (keys: relay, capacity, user_agent, allow_networks, poll_wait_seconds) or remove the file",
+            "fix the named line (keys: relay, capacity, user_agent, allow_networks, poll_wait_seconds, relay_ca_file) or remove the file",
         ),
     }
 }
@@ -255,12 +259,17 @@ fn relay_url_check(
 }
 
 /// Checks 6–9 ([`network_checks`]) on a runtime of their own.
-fn run_network_checks(url: url::Url, creds: Option<DeviceCredentials>, checks: &mut Vec<Check>) {
+fn run_network_checks(
+    url: url::Url,
+    creds: Option<DeviceCredentials>,
+    ca: Option<RelayCa>,
+    checks: &mut Vec<Check>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
     match rt {
-        Ok(rt) => rt.block_on(network_checks(url, creds, checks)),
+        Ok(rt) => rt.block_on(network_checks(url, creds, ca.as_ref(), checks)),
         Err(e) => checks.push(Check::fail(
             "relay",
             format!("cannot start the network runtime: {e}"),
@@ -270,9 +279,15 @@ fn run_network_checks(url: url::Url, creds: Option<DeviceCredentials>, checks: &
 }
 
 /// Checks 6–9: relay, tls, clock, sign-in. Stops after an unreachable relay.
-async fn network_checks(url: url::Url, creds: Option<DeviceCredentials>, checks: &mut Vec<Check>) {
+async fn network_checks(
+    url: url::Url,
+    creds: Option<DeviceCredentials>,
+    ca: Option<&RelayCa>,
+    checks: &mut Vec<Check>,
+) {
     let https = url.scheme() == "https";
-    let probe = match RelayClient::new(url.clone(), None) {
+    let roots = ca.map(|c| &c.roots);
+    let probe = match RelayClient::with_roots(url.clone(), None, roots) {
         Ok(c) => c,
         Err(e) => {
             checks.push(Check::fail("relay", format!("{e:#}"), "report this bug"));
@@ -280,26 +295,34 @@ async fn network_checks(url: url::Url, creds: Option<DeviceCredentials>, checks:
         }
     };
     let health = probe.health().await;
-    if !reachability_checks(&health, checks) {
+    if !reachability_checks(&health, ca, checks) {
         return;
     }
     checks.push(Check::pass(
         "tls",
-        if https {
-            "certificate verified against the OS trust store".to_string()
-        } else {
-            "not used (loopback relay over plain http)".to_string()
+        match (https, ca) {
+            (true, None) => "certificate verified against the OS trust store".to_string(),
+            (true, Some(ca)) => format!(
+                "certificate verified against the OS trust store and {} ({} CA certificate(s))",
+                ca.path.display(),
+                ca.roots.len()
+            ),
+            (false, _) => "not used (loopback relay over plain http)".to_string(),
         },
     ));
     checks.push(clock_check(health.ok().and_then(|h| h.server_time)));
     if let Some(c) = creds {
-        checks.push(sign_in_check(url, c).await);
+        checks.push(sign_in_check(url, c, roots).await);
     }
 }
 
 /// Check 6, relay: it answers `/healthz` (after a TLS failure, check 7's tls
 /// line too). Returns whether the relay was reached at all.
-fn reachability_checks(health: &Result<Health, RelayError>, checks: &mut Vec<Check>) -> bool {
+fn reachability_checks(
+    health: &Result<Health, RelayError>,
+    ca: Option<&RelayCa>,
+    checks: &mut Vec<Check>,
+) -> bool {
     match health {
         Ok(h) if h.status == 200 => {
             checks.push(Check::pass(
@@ -330,7 +353,13 @@ fn reachability_checks(health: &Result<Health, RelayError>, checks: &mut Vec<Che
             checks.push(Check::fail(
                 "tls",
                 detail.clone(),
-                "the relay's certificate must be valid for its name and trusted by this OS: install the issuing CA in the system trust store",
+                match ca {
+                    None => "the relay's certificate must be valid for its name and trusted by this OS: install the issuing CA in the system trust store, or name its PEM file in relay_ca_file (--relay-ca-file)".to_string(),
+                    Some(ca) => format!(
+                        "the relay's certificate must be valid for its name and issued by the OS trust store or a CA in {}: check that file holds the relay's issuing CA",
+                        ca.path.display()
+                    ),
+                },
             ));
             false
         }
@@ -371,8 +400,8 @@ fn clock_check(server_time: Option<i64>) -> Check {
 }
 
 /// Check 9, sign-in: the relay accepts this device's signature.
-async fn sign_in_check(url: url::Url, c: DeviceCredentials) -> Check {
-    let client = match RelayClient::new(url, Some(c.signer())) {
+async fn sign_in_check(url: url::Url, c: DeviceCredentials, roots: Option<&ExtraRoots>) -> Check {
+    let client = match RelayClient::with_roots(url, Some(c.signer()), roots) {
         Ok(client) => client,
         Err(e) => return Check::fail("sign-in", format!("{e:#}"), "report this bug"),
     };
@@ -425,7 +454,7 @@ fn keychain_hint(e: &CredentialError) -> String {
 }
 
 fn writable(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    super::files::create_missing_private(dir)?;
     let probe = dir.join(format!(".doctor-{}", std::process::id()));
     std::fs::write(&probe, b"ok")?;
     std::fs::remove_file(&probe)

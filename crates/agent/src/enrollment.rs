@@ -21,7 +21,7 @@ use url::Url;
 use super::client::{RelayClient, RelayErrorExt};
 use super::credentials::{CredentialError, DeviceCredentials, Keychain};
 use super::policy::{Op, Verdict};
-use link_peeler_wire::client::RelayError;
+use link_peeler_wire::client::{ExtraRoots, RelayError};
 use link_peeler_wire::protocol::EnrollRequest;
 
 /// A completed enrollment.
@@ -51,6 +51,12 @@ pub enum EnrollError {
         "Could not reach the relay at {relay}. Check the address and your connection. ({detail})"
     )]
     Unreachable { relay: Url, detail: String },
+    /// The TLS handshake failed (the certificate is not trusted, or not for
+    /// this name): worth another try once the admin fixed it.
+    #[error(
+        "Could not connect securely to the relay at {relay} ({detail}). Its certificate must be valid for its name and issued by a CA this computer trusts; for an internal CA, set relay_ca_file (or --relay-ca-file) to that CA's PEM file."
+    )]
+    Tls { relay: Url, detail: String },
     /// An answer that says "not now" (408, 429, 5xx): worth another try.
     #[error("The relay answered with an error ({message}). Try again later or tell your admin.")]
     Relay {
@@ -70,7 +76,7 @@ impl EnrollError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            EnrollError::Unreachable { .. } | EnrollError::Relay { .. }
+            EnrollError::Unreachable { .. } | EnrollError::Tls { .. } | EnrollError::Relay { .. }
         )
     }
 }
@@ -118,13 +124,19 @@ pub async fn prepare(
 }
 
 /// Spends the code at `relay` and stores the credentials it returns. After a
-/// transient failure the same `prepared` may be sent again.
-pub async fn send(prepared: &Prepared, relay: &Url) -> Result<Enrolled, EnrollError> {
+/// transient failure the same `prepared` may be sent again. `roots` are the
+/// private CAs trusted for the relay (`relay_ca_file`) besides the OS's.
+pub async fn send(
+    prepared: &Prepared,
+    relay: &Url,
+    roots: Option<&ExtraRoots>,
+) -> Result<Enrolled, EnrollError> {
     let unreachable = |detail: String| EnrollError::Unreachable {
         relay: relay.clone(),
         detail,
     };
-    let client = RelayClient::new(relay.clone(), None).map_err(|e| unreachable(e.to_string()))?;
+    let client = RelayClient::with_roots(relay.clone(), None, roots)
+        .map_err(|e| unreachable(e.to_string()))?;
     let answer = client
         .enroll(&prepared.request)
         .await
@@ -154,21 +166,32 @@ pub async fn send(prepared: &Prepared, relay: &Url) -> Result<Enrolled, EnrollEr
 }
 
 /// Enrolls this computer with `relay` using `code`, under keychain `profile`:
-/// [`prepare`], then [`send`].
+/// [`prepare`], then [`send`]. `roots` are the relay's private CAs from the
+/// caller's effective settings (`None`: the OS trust store only).
 pub async fn enroll(
     relay: Url,
     code: &str,
     name: Option<String>,
     profile: Option<String>,
+    roots: Option<&ExtraRoots>,
 ) -> Result<Enrolled, EnrollError> {
     let prepared = prepare(code, name, profile).await?;
-    send(&prepared, &relay).await
+    send(&prepared, &relay, roots).await
 }
 
 /// A failed enrollment request, read through the policy table.
 fn classify(e: RelayError, relay: &Url) -> EnrollError {
     match (e.verdict(Op::Enroll), e) {
         (Verdict::Refused, RelayError::Api { message, .. }) => EnrollError::Refused(message),
+        (
+            _,
+            RelayError::Unreachable {
+                detail, tls: true, ..
+            },
+        ) => EnrollError::Tls {
+            relay: relay.clone(),
+            detail,
+        },
         (_, RelayError::Unreachable { detail, .. }) => EnrollError::Unreachable {
             relay: relay.clone(),
             detail,
@@ -232,5 +255,20 @@ mod tests {
             &relay,
         );
         assert!(e.is_transient());
+        let e = classify(
+            RelayError::Unreachable {
+                url: relay.to_string(),
+                detail: "invalid peer certificate: UnknownIssuer".into(),
+                tls: true,
+            },
+            &relay,
+        );
+        assert!(matches!(e, EnrollError::Tls { .. }), "{e:?}");
+        assert!(e.is_transient());
+        let text = e.to_string();
+        assert!(
+            text.contains("UnknownIssuer") && text.contains("relay_ca_file"),
+            "{text}"
+        );
     }
 }

@@ -15,6 +15,9 @@
 //! `rejected/`. Nothing is ever silently deleted except delivered results and
 //! results whose lease the relay says is gone.
 //!
+//! Results hold tracking URLs, which belong to the user alone: the outbox
+//! and its subdirectories are 0700 and every file 0600 on Unix.
+//!
 //! All calls are blocking file I/O; async callers use `spawn_blocking`.
 
 use std::fs;
@@ -44,16 +47,21 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Opens (creating) the outbox in `dir`.
+    /// Opens (creating) the outbox in `dir`, private (0700 on Unix).
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Outbox> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
+        files::private_dir(&dir)?;
         Ok(Outbox { dir })
     }
 
     /// The outbox of a data dir: `<data>/outbox`.
     pub fn in_data_dir(data_dir: &Path) -> io::Result<Outbox> {
-        Outbox::open(data_dir.join("outbox"))
+        Outbox::open(Outbox::dir_in(data_dir))
+    }
+
+    /// Where [`Outbox::in_data_dir`] keeps the outbox (not created).
+    pub fn dir_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("outbox")
     }
 
     pub fn dir(&self) -> &Path {
@@ -86,10 +94,13 @@ impl Outbox {
 
     fn move_aside(&self, path: &Path, sub: &str) -> io::Result<()> {
         let dest_dir = self.dir.join(sub);
-        fs::create_dir_all(&dest_dir)?;
+        files::private_dir(&dest_dir)?;
         let name = path.file_name().unwrap_or_default();
-        match fs::rename(path, dest_dir.join(name)) {
+        let dest = dest_dir.join(name);
+        match fs::rename(path, &dest) {
             Ok(()) => {
+                // A hand-edited file may have come in readable by others.
+                files::private_file(&dest)?;
                 sync_dir(&dest_dir)?;
                 sync_dir(&self.dir)
             }
@@ -249,5 +260,25 @@ mod tests {
         ob.reject("good").unwrap();
         assert!(ob.is_empty().unwrap());
         assert!(ob.dir().join("rejected/good.json").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_outbox_its_subdirectories_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path().join("outbox")).unwrap();
+        fs::write(ob.dir().join("broken.json"), b"{").unwrap();
+        ob.save(&pending("good", 1)).unwrap();
+        ob.save(&pending("bad", 2)).unwrap();
+        ob.pending().unwrap();
+        ob.reject("bad").unwrap();
+        assert_eq!(mode(ob.dir()), 0o700);
+        assert_eq!(mode(&ob.dir().join("corrupt")), 0o700);
+        assert_eq!(mode(&ob.dir().join("rejected")), 0o700);
+        assert_eq!(mode(&ob.dir().join("good.json")), 0o600);
+        assert_eq!(mode(&ob.dir().join("rejected/bad.json")), 0o600);
+        assert_eq!(mode(&ob.dir().join("corrupt/broken.json")), 0o600);
     }
 }

@@ -28,6 +28,8 @@ pub struct Status {
     pub credential_source: Option<String>,
     pub credential_error: Option<String>,
     pub relay: Option<String>,
+    /// The PEM file of private CAs trusted for the relay (`relay_ca_file`), if set.
+    pub relay_ca_file: Option<String>,
     pub relay_reachable: Option<bool>,
     pub relay_error: Option<String>,
     pub round_trip_ms: Option<u64>,
@@ -59,6 +61,11 @@ pub fn gather(
             .map(str::to_owned)
             .collect(),
         managed_source: loaded.managed.source.clone(),
+        relay_ca_file: loaded
+            .settings
+            .relay_ca
+            .as_ref()
+            .map(|c| c.path.display().to_string()),
         ..Status::default()
     };
     let creds = credentials::load(None);
@@ -82,8 +89,9 @@ pub fn gather(
     };
     st.relay = relay.as_ref().map(|u| u.to_string());
     if let Some(url) = relay {
+        let roots = loaded.settings.relay_roots();
         let probe = async {
-            let client = RelayClient::new(url, None)?;
+            let client = RelayClient::with_roots(url, None, roots)?;
             anyhow::Ok(client.health().await)
         };
         let answer = tokio::runtime::Builder::new_current_thread()
@@ -136,6 +144,12 @@ pub fn render(st: &Status) -> String {
         "Relay:",
         st.relay.clone().unwrap_or_else(|| "not configured".into()),
     );
+    if let Some(ca) = &st.relay_ca_file {
+        line(
+            "Relay CA:",
+            format!("{ca} (trusted besides the OS trust store)"),
+        );
+    }
     line(
         "Reachable:",
         match (st.relay_reachable, &st.relay_error, st.round_trip_ms) {

@@ -34,6 +34,21 @@ pub fn create_enrollment_code_with_ttl(
     admin::create_enrollment_code(&store::open_admin(db)?, name, ttl_ms, now_ms())
 }
 
+/// `count` one-time codes valid for 24 h, created in one transaction.
+pub fn create_enrollment_codes(
+    db: &Path,
+    name: &str,
+    count: usize,
+) -> anyhow::Result<Vec<EnrollmentCode>> {
+    admin::create_enrollment_codes(
+        &store::open_admin(db)?,
+        name,
+        DEFAULT_CODE_TTL_MS,
+        now_ms(),
+        count,
+    )
+}
+
 pub fn list_devices(db: &Path) -> anyhow::Result<Vec<DeviceInfo>> {
     admin::list_devices(&store::open_admin(db)?)
 }

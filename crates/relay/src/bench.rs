@@ -5,6 +5,11 @@
 //! fresh SQLite file (`synchronous=FULL`, so every 202 is durable), a plain
 //! axum "hello" endpoint as the ceiling of what the HTTP stack can do here,
 //! and a load generator that signs every request like a real client.
+//!
+//! `bench --polls N` measures something else: a relay child process holding
+//! one long-poll for each of N agents (`bench/polls.rs`).
+
+mod polls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,6 +42,15 @@ pub struct BenchArgs {
     /// Directory for the benchmark database [default: a temp dir]
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
+    /// Instead: hold one long-poll for each of N enrolled devices (10,000
+    /// when N is left out) against a relay child process, and measure its
+    /// RSS, idle CPU, writer ops per job and pickup latency (--pickups jobs); Linux only
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10000",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub polls: Option<u32>,
+    /// With --polls: seconds of the idle measurement
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub idle_seconds: u64,
 }
 
 /// One measured load level.
@@ -65,6 +79,16 @@ pub struct Report {
 
 pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     link_peeler_wire::tls::init();
+    if let Some(devices) = args.polls {
+        return polls::run(
+            devices as usize,
+            args.pickups,
+            args.idle_seconds,
+            args.dir,
+            json,
+        )
+        .await;
+    }
     let tmp = tempfile::Builder::new()
         .prefix("lp-bench")
         .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;

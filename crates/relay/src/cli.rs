@@ -12,7 +12,11 @@ use serde_json::json;
 
 use super::admin::{self, NewKey};
 use super::store::{DEFAULT_DAILY_LIMIT, DEFAULT_MAX_QUEUED};
-use super::{DEFAULT_LISTEN, RelayConfig};
+use super::{
+    DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_ENROLL_FAILURES_PER_IP, DEFAULT_ENROLL_FAILURES_TOTAL,
+    DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONNECTIONS, RelayConfig, TlsFiles,
+};
 
 /// The bundled Link Peeler relay: signed job intake, a durable queue and the agent task API.
 #[derive(Debug, Parser)]
@@ -55,6 +59,14 @@ pub struct ServeArgs {
     /// Days to keep finished jobs (and their idempotency keys)
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub retention_days: u64,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); needs --tls-key
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +74,50 @@ pub struct DevArgs {
     /// Address to listen on
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+/// Connection limits and the operations listener, shared by `serve` and `dev`.
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// Serve GET /metrics (and /healthz) on this address, e.g. 127.0.0.1:9797 [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub ops_listen: Option<std::net::SocketAddr>,
+    /// Seconds for a request head to arrive, from its first byte (from accept for the first)
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may wait for its next request
+    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_seconds: u64,
+    /// Seconds for a whole request body to arrive (else 408 request_timeout)
+    #[arg(long, default_value_t = DEFAULT_BODY_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_seconds: u64,
+    /// Open connections at most (lowered to the open-file limit minus a reserve); more are answered 503
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+    /// Failed enrollment attempts per client address per minute (then 429 rate_limited)
+    #[arg(long, default_value_t = DEFAULT_ENROLL_FAILURES_PER_IP, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub enroll_failures_per_ip: u32,
+    /// Failed enrollment attempts per minute from all addresses together
+    #[arg(long, default_value_t = DEFAULT_ENROLL_FAILURES_TOTAL, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub enroll_failures_total: u32,
+}
+
+impl EdgeArgs {
+    /// Lays these settings over `config`.
+    fn apply(&self, config: RelayConfig) -> RelayConfig {
+        RelayConfig {
+            ops_listen: self.ops_listen,
+            header_timeout: Duration::from_secs(self.header_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds),
+            max_connections: self.max_connections,
+            enroll_failures_per_ip: self.enroll_failures_per_ip,
+            enroll_failures_total: self.enroll_failures_total,
+            ..config
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,13 +178,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             init_logging("info");
-            let config = RelayConfig {
+            let tls = match (args.tls_cert, args.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            };
+            let config = args.edge.apply(RelayConfig {
                 db_path: db,
                 listen: args.listen,
                 lease_duration: Duration::from_secs(args.lease_seconds),
                 retention: Duration::from_secs(args.retention_days * 24 * 3600),
+                tls,
                 ..RelayConfig::default()
-            };
+            });
             runtime()?.block_on(serve(config, json, None))
         }
         Command::Dev(args) => {
@@ -141,11 +202,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
             let code = admin::create_enrollment_code(&db, "dev agent")?;
-            let config = RelayConfig {
+            let config = args.edge.apply(RelayConfig {
                 db_path: db,
                 listen: args.listen,
                 ..RelayConfig::default()
-            };
+            });
             runtime()?.block_on(serve(config, json, Some((key, code))))
         }
         Command::Keys(cmd) => keys(&db, cmd, json),
@@ -307,19 +368,26 @@ async fn serve(
     let db = config.db_path.clone();
     let relay = super::serve(config).await?;
     let url = relay.url();
+    let ops = relay.ops_addr.map(|a| a.to_string());
+    if relay.url().starts_with("http:") && !relay.addr.ip().is_loopback() {
+        eprintln!("link-peeler-relay: warning: {}", super::PLAIN_HTTP_WARNING);
+    }
     match (&dev, json) {
         (None, true) => println!(
             "{}",
-            json!({ "listen": relay.addr.to_string(), "url": url })
+            json!({ "listen": relay.addr.to_string(), "url": url, "ops": ops })
         ),
         (None, false) => eprintln!(
-            "link-peeler-relay: listening on {url} (database {})",
-            db.display()
+            "link-peeler-relay: listening on {url} (database {}{})",
+            db.display(),
+            ops.as_deref()
+                .map_or(String::new(), |a| format!(", /metrics on http://{a}"))
         ),
         (Some((key, code)), true) => println!(
             "{}",
             json!({
                 "relay": url, "listen": relay.addr.to_string(), "db": db.display().to_string(),
+                "ops": ops,
                 "keyId": key.key_id, "secret": key.secret,
                 "enrollmentCode": code.code, "codeExpiresAt": code.expires_at,
             })

@@ -1,4 +1,4 @@
-//! Prometheus metrics for `GET /metrics`, via the `prometheus-client` crate.
+//! Prometheus metrics for `GET /metrics` (on the operations listener), via the `prometheus-client` crate.
 
 use std::sync::Arc;
 
@@ -22,6 +22,11 @@ pub struct CodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -36,6 +41,9 @@ pub struct Metrics {
     pub jobs: Family<StateLabel, Gauge>,
     pub writer_commits: Gauge,
     pub writer_ops: Gauge,
+    pub connections: Gauge,
+    pub connections_dropped: Family<ReasonLabel, Counter>,
+    pub enroll_rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -79,6 +87,29 @@ impl Metrics {
             "Write operations committed; ops / commits is the group-commit batch size",
             writer_ops.clone(),
         );
+        let connections = Gauge::default();
+        let connections_dropped = Family::<ReasonLabel, Counter>::default();
+        let enroll_rate_limited = Counter::default();
+        registry.register(
+            "connections",
+            "Connections open on the main listener",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_dropped",
+            "Connections the relay closed itself: header_timeout, idle_timeout, overloaded",
+            connections_dropped.clone(),
+        );
+        registry.register(
+            "enroll_rate_limited",
+            "Enrollment attempts refused with 429 rate_limited",
+            enroll_rate_limited.clone(),
+        );
+        for reason in ["header_timeout", "idle_timeout", "overloaded"] {
+            let _ = connections_dropped.get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            });
+        }
         // Every 401 code exists from the start, so a rate over it is defined before the first failure.
         for code in [
             ErrorCode::MissingHeader,
@@ -102,6 +133,9 @@ impl Metrics {
             jobs,
             writer_commits,
             writer_ops,
+            connections,
+            connections_dropped,
+            enroll_rate_limited,
         }
     }
 
@@ -118,8 +152,24 @@ impl Metrics {
         self.poll_waiters.inc();
         WaiterGuard(self.poll_waiters.clone())
     }
+
+    /// Counts one open connection until the returned guard drops.
+    pub fn connection(&self) -> WaiterGuard {
+        self.connections.inc();
+        WaiterGuard(self.connections.clone())
+    }
+
+    /// Counts a connection the relay closed itself, by reason.
+    pub fn dropped(&self, reason: &str) {
+        self.connections_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
 }
 
+/// Decrements its gauge when dropped.
 pub struct WaiterGuard(Gauge);
 
 impl Drop for WaiterGuard {

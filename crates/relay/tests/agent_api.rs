@@ -110,7 +110,7 @@ async fn a_waiting_poll_wakes_when_a_job_arrives() {
     let mut held = false;
     for _ in 0..200 {
         if relay
-            .get(paths::METRICS)
+            .ops_get(paths::METRICS)
             .await
             .2
             .contains("relay_poll_waiters 1")
@@ -363,7 +363,7 @@ async fn shutdown_answers_held_polls_at_once() {
     let poll = tokio::spawn(async move { device.poll(1, 30).await });
     for _ in 0..200 {
         if relay
-            .get(paths::METRICS)
+            .ops_get(paths::METRICS)
             .await
             .2
             .contains("relay_poll_waiters 1")
@@ -387,7 +387,7 @@ async fn metrics_expose_routes_waiters_jobs_and_failures() {
     let relay = TestRelay::start().await;
     let api = relay.api(&relay.key());
     api.submit("m1", "https://trk.example/m").await;
-    let body = relay.get(paths::METRICS).await.2;
+    let body = relay.ops_get(paths::METRICS).await.2;
     for needle in [
         r#"relay_http_requests_total{route="/api/links/fetch",status="202"} 1"#,
         "relay_poll_waiters 0",

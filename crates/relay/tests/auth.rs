@@ -210,7 +210,7 @@ async fn wrong_secret_tampered_body_and_bad_hex_are_bad_signature() {
         let a = api.post_with(paths::LINKS_FETCH, &h2, BODY.into()).await;
         assert_eq!((a.status, a.code()), (401, "bad_signature"), "{bad}: {a:?}");
     }
-    let metrics = relay.get(paths::METRICS).await.2;
+    let metrics = relay.ops_get(paths::METRICS).await.2;
     assert!(
         metrics.contains(r#"relay_signature_failures_total{code="bad_signature"}"#),
         "{metrics}"
@@ -236,7 +236,7 @@ async fn a_nonce_is_single_use_but_only_consumed_after_the_signature_verifies() 
     // Replaying it is refused, even though the payload would be an idempotent replay.
     let a = api.post_with(paths::LINKS_FETCH, &h, BODY.into()).await;
     assert_eq!((a.status, a.code()), (401, "replayed_nonce"), "{a:?}");
-    let metrics = _relay.get(paths::METRICS).await.2;
+    let metrics = _relay.ops_get(paths::METRICS).await.2;
     assert!(
         metrics.contains(r#"relay_signature_failures_total{code="replayed_nonce"} 1"#),
         "{metrics}"

@@ -263,7 +263,7 @@ async fn fifty_concurrent_submissions_with_one_key_create_exactly_one_job() {
     }
     assert_eq!(created, 1);
     assert_eq!(ids.len(), 1);
-    let metrics = relay.get(paths::METRICS).await.2;
+    let metrics = relay.ops_get(paths::METRICS).await.2;
     assert!(
         metrics.contains(r#"relay_jobs{state="queued"} 1"#),
         "{metrics}"

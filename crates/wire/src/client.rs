@@ -12,6 +12,11 @@
 //! request and repeats the request once with a fresh nonce (docs/protocol.md
 //! §2.6). Proxy: the system proxy is honoured, but never for a loopback relay.
 //! Nothing here listens; every connection goes out.
+//!
+//! Trust: certificates are checked by the platform verifier (the OS trust
+//! store). A caller whose relay has a certificate from a private CA passes
+//! [`ExtraRoots`] to [`SignedClient::with_roots`]: those CAs are trusted *in
+//! addition to* the platform's, for this client only.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -95,6 +100,74 @@ impl RelayError {
     }
 }
 
+/// Certificate authorities trusted for one client on top of the platform's
+/// (an organisation's internal CA for its relay), parsed from PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExtraRoots {
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for ExtraRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExtraRoots({} certificates)", self.certs.len())
+    }
+}
+
+impl ExtraRoots {
+    /// Every `CERTIFICATE` section of a PEM file. Other sections (a key that
+    /// came along) are skipped; a file with no section at all, a broken
+    /// section or no certificate is an error (one line, no file content).
+    /// Each certificate must parse as an X.509 trust anchor.
+    pub fn from_pem(pem: &[u8]) -> Result<ExtraRoots, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::{PemObject, SectionKind};
+        let mut certs = vec![];
+        let mut others = vec![];
+        for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+            let (kind, der) =
+                section.map_err(|e| format!("not valid PEM: {}", one_line(&e.to_string())))?;
+            if kind == SectionKind::Certificate {
+                certs.push(CertificateDer::from(der));
+            } else {
+                others.push(format!("{kind:?}"));
+            }
+        }
+        if certs.is_empty() {
+            return Err(if !others.is_empty() {
+                format!(
+                    "contains no certificate (no \"BEGIN CERTIFICATE\" section; found {})",
+                    others.join(", ")
+                )
+            } else if pem.windows(11).any(|w| w == b"-----BEGIN ") {
+                "contains no certificate (no \"BEGIN CERTIFICATE\" section)".to_owned()
+            } else {
+                "not a PEM file (expected \"-----BEGIN CERTIFICATE-----\" sections)".to_owned()
+            });
+        }
+        let mut store = rustls::RootCertStore::empty();
+        for (i, cert) in certs.iter().enumerate() {
+            store.add(cert.clone()).map_err(|e| {
+                format!(
+                    "certificate {} of {} is not a valid X.509 certificate: {}",
+                    i + 1,
+                    certs.len(),
+                    one_line(&e.to_string())
+                )
+            })?;
+        }
+        Ok(ExtraRoots { certs })
+    }
+
+    /// How many certificates.
+    pub fn len(&self) -> usize {
+        self.certs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+}
+
 /// A successful (2xx) answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -136,6 +209,17 @@ impl SignedClient {
         signer: Option<Signer>,
         user_agent: &str,
     ) -> Result<SignedClient, RelayError> {
+        SignedClient::with_roots(base, signer, user_agent, None)
+    }
+
+    /// [`SignedClient::new`], trusting `roots` (a private CA) for the relay's
+    /// certificate in addition to the platform's trust store.
+    pub fn with_roots(
+        base: Url,
+        signer: Option<Signer>,
+        user_agent: &str,
+        roots: Option<&ExtraRoots>,
+    ) -> Result<SignedClient, RelayError> {
         crate::tls::init();
         let mut builder = reqwest::Client::builder()
             .user_agent(user_agent)
@@ -143,6 +227,16 @@ impl SignedClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none());
+        if let Some(roots) = roots.filter(|r| !r.is_empty()) {
+            let mut certs = Vec::with_capacity(roots.len());
+            for der in &roots.certs {
+                certs.push(reqwest::Certificate::from_der(der).map_err(|e| {
+                    RelayError::local(&base, format!("cannot use the relay CA: {}", chain(&e)))
+                })?);
+            }
+            // Merged into the platform verifier: the OS trust store still counts.
+            builder = builder.tls_certs_merge(certs);
+        }
         if is_loopback_url(&base) {
             // A proxy has no business relaying traffic to this machine.
             builder = builder.no_proxy();
@@ -505,6 +599,63 @@ mod tests {
             "{e}"
         );
         assert!(!e.to_string().contains('\n'));
+    }
+
+    fn test_ca(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn extra_roots_read_every_certificate_of_a_pem_bundle() {
+        let (a, a_key) = test_ca("CA one");
+        let (b, _) = test_ca("CA two");
+        assert_eq!(ExtraRoots::from_pem(a.as_bytes()).unwrap().len(), 1);
+        // A bundle, with a key and comments between the certificates.
+        let bundle = format!("# internal CAs\n{a}\n{a_key}\nsome text\n{b}");
+        let roots = ExtraRoots::from_pem(bundle.as_bytes()).unwrap();
+        assert_eq!(roots.len(), 2);
+        assert_eq!(format!("{roots:?}"), "ExtraRoots(2 certificates)");
+        let client = SignedClient::with_roots(
+            Url::parse("https://relay.example/").unwrap(),
+            None,
+            "t",
+            Some(&roots),
+        );
+        assert!(client.is_ok(), "{client:?}");
+    }
+
+    #[test]
+    fn extra_roots_refuse_what_is_not_a_pem_certificate_in_one_line() {
+        let (_, key) = test_ca("CA");
+        let broken_base64 =
+            "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n";
+        let not_x509 = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        for (bytes, needle) in [
+            (&b""[..], "not a PEM file"),
+            (&b"hello, I am not PEM"[..], "not a PEM file"),
+            (&[0x30, 0x82, 0x01, 0x0a, 0x02][..], "not a PEM file"),
+            (key.as_bytes(), "contains no certificate"),
+            (
+                &b"-----BEGIN SOMETHING ELSE-----\nAAAA\n-----END SOMETHING ELSE-----\n"[..],
+                "contains no certificate",
+            ),
+            (broken_base64.as_bytes(), "not valid PEM"),
+            (not_x509.as_bytes(), "not a valid X.509 certificate"),
+        ] {
+            let e = ExtraRoots::from_pem(bytes).unwrap_err();
+            assert!(e.contains(needle), "{needle}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+            assert!(
+                !e.contains("PRIVATE KEY-----"),
+                "no file content in errors: {e}"
+            );
+        }
     }
 
     #[test]

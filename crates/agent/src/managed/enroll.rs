@@ -161,6 +161,8 @@ pub async fn enroll_if_needed(
     if prepared.previous.is_some() {
         return Ok(AutoEnroll::AlreadyEnrolled);
     }
+    // The managed relay's private CA, if the admin manages one.
+    let roots = managed.relay_ca.as_ref().map(|c| &c.roots);
     let pair = Pair {
         data_dir,
         relay,
@@ -174,7 +176,7 @@ pub async fn enroll_if_needed(
         }
         pair.record_try(&mut all, &mut attempt)?;
         let answer = tokio::select! {
-            r = enrollment::send(&prepared, relay) => r,
+            r = enrollment::send(&prepared, relay, roots) => r,
             _ = stop.cancelled() => return Ok(AutoEnroll::Stopped),
         };
         if let Some(done) = pair.record_answer(&mut all, &mut attempt, answer)? {

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use url::Url;
 
-use super::config::{ConfigError, FileConfig, Overrides};
+use super::config::{ConfigError, FileConfig, Overrides, RelayCa};
 
 pub use enroll::{
     Attempt, Attempts, AutoEnroll, AutoEnrollError, Outcome, attempt_key, attempts_path,
@@ -75,6 +75,9 @@ pub struct Managed {
     pub user_agent: Option<String>,
     pub allow_networks: Option<Vec<IpNet>>,
     pub poll_wait_seconds: Option<u32>,
+    /// The relay's private CA(s), read and checked when the source was.
+    /// Self-enrollment from the managed relay trusts it too.
+    pub relay_ca: Option<RelayCa>,
 }
 
 impl Managed {
@@ -92,6 +95,7 @@ impl Managed {
         add(self.user_agent.is_some(), "user_agent");
         add(self.allow_networks.is_some(), "allow_networks");
         add(self.poll_wait_seconds.is_some(), "poll_wait_seconds");
+        add(self.relay_ca.is_some(), "relay_ca_file");
         keys
     }
 
@@ -127,6 +131,9 @@ impl Managed {
         }
         if let Some(w) = self.poll_wait_seconds {
             file.poll_wait_seconds = Some(w);
+        }
+        if let Some(ca) = &self.relay_ca {
+            out.relay_ca_file = Some(ca.path.clone());
         }
         out
     }

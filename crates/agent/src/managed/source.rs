@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::Managed;
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, RelayCa};
 use link_peeler_wire::protocol::EnrollRequest;
 
 /// One value from a keyed source (property list or registry), before validation.
@@ -34,6 +34,8 @@ pub struct ManagedFile {
     pub user_agent: Option<String>,
     pub allow_networks: Option<Vec<String>>,
     pub poll_wait_seconds: Option<u32>,
+    /// An absolute path to a PEM file of CAs trusted for the relay.
+    pub relay_ca_file: Option<String>,
 }
 
 pub(super) fn invalid(source: &str, message: impl std::fmt::Display) -> ConfigError {
@@ -108,6 +110,16 @@ impl ManagedFile {
             ),
             None => None,
         };
+        let relay_ca = match text("relay_ca_file", self.relay_ca_file)? {
+            // Relative to what? The registry and a plist have no directory; say it plainly.
+            Some(p) if !Path::new(&p).is_absolute() => {
+                return Err(err(format!(
+                    "relay_ca_file must be an absolute path, not {p:?}"
+                )));
+            }
+            Some(p) => Some(RelayCa::load(Path::new(&p)).map_err(err)?),
+            None => None,
+        };
         let m = Managed {
             source: None,
             relay,
@@ -116,6 +128,7 @@ impl ManagedFile {
             user_agent,
             allow_networks,
             poll_wait_seconds: self.poll_wait_seconds,
+            relay_ca,
         };
         let source = (!m.keys().is_empty()).then(|| source.to_owned());
         Ok(Managed { source, ..m })
@@ -129,13 +142,14 @@ pub fn parse_toml(text: &str, source: &str) -> Result<Managed, ConfigError> {
 }
 
 /// The key names of the property-list and registry forms, and their TOML twins.
-const KEYED: [(&str, &str); 6] = [
+const KEYED: [(&str, &str); 7] = [
     ("RelayUrl", "relay"),
     ("EnrollmentCode", "enrollment_code"),
     ("Capacity", "capacity"),
     ("UserAgent", "user_agent"),
     ("AllowNetworks", "allow_networks"),
     ("PollWaitSeconds", "poll_wait_seconds"),
+    ("RelayCaFile", "relay_ca_file"),
 ];
 
 /// Builds [`Managed`] from keyed values (a property list's dictionary, a registry key's values).
@@ -177,6 +191,7 @@ pub fn from_keyed(values: &BTreeMap<String, Value>, source: &str) -> Result<Mana
             "relay" => file.relay = Some(string()?),
             "enrollment_code" => file.enrollment_code = Some(string()?),
             "user_agent" => file.user_agent = Some(string()?),
+            "relay_ca_file" => file.relay_ca_file = Some(string()?),
             "capacity" => file.capacity = Some(number()?),
             "poll_wait_seconds" => file.poll_wait_seconds = Some(number()?),
             "allow_networks" => {
@@ -440,6 +455,88 @@ mod tests {
         assert_eq!(m.allow_networks.unwrap().len(), 2);
         v.insert("Capacity".into(), Value::Int(-1));
         assert!(from_keyed(&v, "HKLM").is_err());
+    }
+
+    /// A PEM file holding one freshly made CA certificate, and one holding only a key.
+    fn ca_files(dir: &Path) -> (String, String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = dir.join("relay-ca.pem");
+        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        let key_only = dir.join("key.pem");
+        std::fs::write(&key_only, key.serialize_pem()).unwrap();
+        let not_pem = dir.join("ca.der");
+        std::fs::write(&not_pem, b"\x30\x82\x01\x0a not PEM").unwrap();
+        let s = |p: std::path::PathBuf| p.display().to_string();
+        (s(ca), s(key_only), s(not_pem))
+    }
+
+    #[test]
+    fn relay_ca_file_in_all_three_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, _, _) = ca_files(dir.path());
+        let toml = parse_toml(&format!("relay_ca_file = {ca:?}\n"), SRC).unwrap();
+        let plist = format!(
+            "<plist version=\"1.0\"><dict><key>RelayCaFile</key><string>{ca}</string></dict></plist>"
+        );
+        let plist = parse_plist(plist.as_bytes(), MACOS_PATH).unwrap();
+        let mut reg = BTreeMap::new();
+        reg.insert("RelayCaFile".to_owned(), Value::Str(ca.clone()));
+        let reg = from_keyed(&reg, "HKLM").unwrap();
+        for m in [&toml, &plist, &reg] {
+            let got = m.relay_ca.as_ref().unwrap();
+            assert_eq!(got.path.display().to_string(), ca);
+            assert_eq!(got.roots.len(), 1);
+            assert_eq!(m.keys(), ["relay_ca_file"]);
+        }
+        // The managed file wins over the user's flag and file.
+        let mut file = config::FileConfig {
+            relay_ca_file: Some("/somewhere/else.pem".into()),
+            ..Default::default()
+        };
+        let flags = toml.apply(&mut file, &config::Overrides::default());
+        assert_eq!(flags.relay_ca_file.unwrap().display().to_string(), ca);
+    }
+
+    #[test]
+    fn a_malformed_relay_ca_file_names_the_source_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key_only, not_pem) = ca_files(dir.path());
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let cases = [
+            (missing.as_str(), "cannot read it"),
+            (not_pem.as_str(), "not a PEM file"),
+            (key_only.as_str(), "contains no certificate"),
+            ("relative/ca.pem", "absolute path"),
+        ];
+        for (path, needle) in cases {
+            let toml = parse_toml(&format!("relay_ca_file = {path:?}\n"), SRC);
+            let plist = format!(
+                "<plist version=\"1.0\"><dict><key>RelayCaFile</key><string>{path}</string></dict></plist>"
+            );
+            let plist = parse_plist(plist.as_bytes(), MACOS_PATH);
+            let mut reg = BTreeMap::new();
+            reg.insert("RelayCaFile".to_owned(), Value::Str(path.to_owned()));
+            let reg = from_keyed(&reg, r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Link Peeler");
+            for (result, source) in [
+                (toml, SRC),
+                (plist, MACOS_PATH),
+                (reg, r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Link Peeler"),
+            ] {
+                let e = result.unwrap_err().to_string();
+                assert!(e.contains(source), "{e}");
+                assert!(e.contains("relay_ca_file"), "{e}");
+                assert!(e.contains(needle), "{path}: {e}");
+                assert!(!e.contains('\n'), "{e}");
+                assert!(!e.contains("PRIVATE KEY-----"), "{e}");
+            }
+        }
+        // A registry value of the wrong type is named as such.
+        let mut reg = BTreeMap::new();
+        reg.insert("RelayCaFile".to_owned(), Value::Int(1));
+        let e = from_keyed(&reg, "HKLM").unwrap_err().to_string();
+        assert!(e.contains("RelayCaFile must be a string"), "{e}");
     }
 
     #[test]

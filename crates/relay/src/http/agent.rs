@@ -8,11 +8,11 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::AppState;
-use super::auth::{authenticate, parse_json, read_body};
-use crate::store::{ClaimedTask, PrincipalKind};
+use super::auth::{authenticate, parse_json, read_body, revoked};
+use crate::store::{Claimed, ClaimedTask, MAX_POLLS_PER_DEVICE, NonceUse, PrincipalKind, Waiter};
 use crate::{Rejection, ids};
 use link_peeler_wire::protocol::{
-    EnrollRequest, EnrollResponse, PollRequest, PollResponse, ResultPost, Task,
+    EnrollRequest, EnrollResponse, ErrorCode, PollRequest, PollResponse, ResultPost, Task,
 };
 
 /// `POST /api/agent/enroll` (unsigned: the one-time code is the credential).
@@ -32,11 +32,17 @@ pub async fn enroll(
 /// `POST /api/agent/poll`: answers as soon as a task can be leased, or with
 /// an empty list after `waitSeconds`.
 ///
-/// Waiting is an in-process notification ([`Store::work_available`]), not a
-/// sleep-and-query loop. The `Notified` future is enabled *before* each claim
-/// attempt, so a job committed between the claim and the wait still wakes us.
+/// Waiting is an in-process wake-up, not a sleep-and-query loop, and it is
+/// targeted: the writer wakes one held poll per task it made available,
+/// oldest first (`store/waiters.rs`), so a job costs a constant number of
+/// claims however many agents wait. Each attempt registers as a waiter
+/// *before* it claims, so a task committed between the claim and the wait
+/// still wakes it. A device may have [`MAX_POLLS_PER_DEVICE`] polls in flight;
+/// one more is answered `429 too_many_polls` at once.
 ///
-/// [`Store::work_available`]: crate::store::Store::work_available
+/// Every claim checks, in the writer's transaction, that the device is still
+/// active: a poll held while its device was revoked ends with `401
+/// revoked_key` at its next claim, never with a task.
 pub async fn poll(
     State(state): State<AppState>,
     req: Request,
@@ -44,29 +50,71 @@ pub async fn poll(
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
     let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::Device).await?;
-    let poll: PollRequest = parse_json(&body)?;
-    poll.validate()?;
+    let poll = auth.check(&state, poll_request(&body)).await?;
+    let Some(permit) = state.store.admit_poll(&auth.key_id) else {
+        // The nonce comes before the operation (protocol.md §2.5): a replay is 401.
+        state.store.consume_nonce(auth.nonce).await?;
+        return Err(too_many_polls());
+    };
 
     let deadline = Instant::now() + Duration::from_secs(poll.wait_seconds.into());
     let _waiting = state.metrics.waiter();
     let mut nonce = Some(auth.nonce);
+    // A waiter that was woken; the next claim uses its wake.
+    let mut woken: Option<Waiter> = None;
     loop {
-        let notified = state.store.work_available().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-
-        let tasks = claim(&state, &auth.key_id, poll.capacity, nonce.take()).await?;
-        if !tasks.is_empty() || Instant::now() >= deadline || state.shutdown.is_cancelled() {
-            return Ok(Json(PollResponse {
-                tasks: tasks.into_iter().map(to_task).collect(),
-            }));
+        let waiter = (poll.wait_seconds > 0).then(|| permit.register());
+        let tasks = match claim(&state, &auth.key_id, poll.capacity, nonce.take()).await? {
+            Claimed::Tasks(tasks) => tasks,
+            // `woken` drops unused and passes its wake on to the next poll.
+            Claimed::DeviceRevoked => return Err(revoked()),
+        };
+        if let Some(w) = woken.take() {
+            w.used();
         }
+        let waiter = match waiter {
+            Some(w)
+                if tasks.is_empty()
+                    && Instant::now() < deadline
+                    && !state.shutdown.is_cancelled() =>
+            {
+                w
+            }
+            // A waiter woken during the claim passes its wake on as it drops.
+            _ => return Ok(answer(tasks)),
+        };
         tokio::select! {
-            _ = &mut notified => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = state.shutdown.cancelled() => {}
+            _ = waiter.woken() => woken = Some(waiter),
+            _ = tokio::time::sleep_until(deadline) => return Ok(answer(Vec::new())),
+            _ = state.shutdown.cancelled() => return Ok(answer(Vec::new())),
         }
     }
+}
+
+fn answer(tasks: Vec<ClaimedTask>) -> Json<PollResponse> {
+    Json(PollResponse {
+        tasks: tasks.into_iter().map(to_task).collect(),
+    })
+}
+
+/// Suggested wait before polling again after `too_many_polls`.
+const TOO_MANY_POLLS_RETRY_SECS: u64 = 5;
+
+fn too_many_polls() -> Rejection {
+    Rejection::new(
+        ErrorCode::TooManyPolls,
+        format!(
+            "this device already has {MAX_POLLS_PER_DEVICE} polls in flight; poll again when one has ended"
+        ),
+    )
+    .retry_after(TOO_MANY_POLLS_RETRY_SECS)
+}
+
+/// A well-formed, valid poll request.
+fn poll_request(body: &[u8]) -> Result<PollRequest, Rejection> {
+    let poll: PollRequest = parse_json(body)?;
+    poll.validate()?;
+    Ok(poll)
 }
 
 /// Claims in a detached task: if this poll's connection drops while the claim
@@ -76,15 +124,15 @@ async fn claim(
     state: &AppState,
     device_id: &str,
     capacity: u32,
-    nonce: Option<crate::store::NonceUse>,
-) -> Result<Vec<ClaimedTask>, Rejection> {
+    nonce: Option<NonceUse>,
+) -> Result<Claimed, Rejection> {
     let (tx, rx) = oneshot::channel();
     let store = state.store.clone();
     let device_id = device_id.to_owned();
     let lease_ms = state.lease.as_millis() as i64;
     tokio::spawn(async move {
         let result = store.claim(&device_id, capacity, lease_ms, nonce).await;
-        if let Err(Ok(tasks)) = tx.send(result) {
+        if let Err(Ok(Claimed::Tasks(tasks))) = tx.send(result) {
             tracing::info!(count = tasks.len(), "poll abandoned; releasing its leases");
             store.release(tasks.into_iter().map(|t| t.lease_id).collect());
         }
@@ -115,7 +163,7 @@ pub async fn post_result(
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
     let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::Device).await?;
-    let post: ResultPost = parse_json(&body)?;
+    let post: ResultPost = auth.check(&state, parse_json(&body)).await?;
     let result_json = serde_json::to_string(&post.result)
         .map_err(|e| Rejection::internal("encoding result", e))?;
     state

@@ -1,6 +1,14 @@
 //! Body limits and request authentication, in protocol.md §2's order:
 //! body size → the four headers → timestamp window → key → signature → (nonce,
 //! consumed by the writer together with the request's own write).
+//!
+//! Once the signature verifies, the nonce is spent whatever the answer: a
+//! refusal decided here (403, or a body or query refused with 400) spends it
+//! through the writer before it is answered ([`Authed::refuse`]), and the
+//! writer records it outside the savepoint of the request's own operation, so
+//! a 404, 409, 422 or 429 from the store spends it too. The method, path and
+//! query are not signed: a request refused on one route must not then be
+//! accepted on another, nor later, once the reason for the refusal is gone.
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
@@ -8,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use crate::Rejection;
-use crate::store::{Lookup, NonceUse, PrincipalKind};
+use crate::store::{Lookup, NonceUse, PrincipalKind, StoreError};
 use link_peeler_wire::protocol::{ErrorCode, MAX_BODY_BYTES};
 use link_peeler_wire::signing::{self, SignedHeaders};
 
@@ -73,6 +81,39 @@ pub struct Authed {
     pub nonce: NonceUse,
 }
 
+impl Authed {
+    /// Spends the nonce through the writer, then answers `refusal`: for the
+    /// refusals decided in the HTTP layer after the signature verified
+    /// (protocol.md §2.5 steps 12–13), so that the same signed bytes cannot
+    /// succeed later or on another route. A nonce that was already spent does
+    /// not change the answer (those checks come before the nonce's own); one
+    /// that could not be recorded makes it an internal error, since a later
+    /// replay could then pass.
+    pub async fn refuse(&self, state: &AppState, refusal: Rejection) -> Rejection {
+        match state.store.consume_nonce(self.nonce.clone()).await {
+            Ok(()) | Err(StoreError::ReplayedNonce) => refusal,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// `checked`'s value, or its refusal once the nonce is spent.
+    pub async fn check<T>(
+        &self,
+        state: &AppState,
+        checked: Result<T, Rejection>,
+    ) -> Result<T, Rejection> {
+        match checked {
+            Ok(value) => Ok(value),
+            Err(refusal) => Err(self.refuse(state, refusal).await),
+        }
+    }
+}
+
+/// `401 revoked_key`: also the answer of a held poll whose device was revoked while it waited.
+pub fn revoked() -> Rejection {
+    Rejection::new(ErrorCode::RevokedKey, "this key was revoked")
+}
+
 /// Verifies a signed request for an endpoint meant for `want`.
 pub async fn authenticate(
     state: &AppState,
@@ -89,32 +130,30 @@ pub async fn authenticate(
                 "unknown key id in X-Link-Peeler-Key",
             ));
         }
-        Lookup::Revoked => {
-            return Err(Rejection::new(
-                ErrorCode::RevokedKey,
-                "this key was revoked",
-            ));
-        }
+        Lookup::Revoked => return Err(revoked()),
         Lookup::Active { kind, secret } => (kind, secret),
     };
     signed
         .verify(secret.as_bytes(), body)
         .map_err(|e| e.to_api_error())?;
-    if kind != want {
-        let msg = match want {
-            PrincipalKind::ApiKey => "device credentials may only call /api/agent/*",
-            PrincipalKind::Device => "API keys may only call /api/links/*",
-        };
-        return Err(Rejection::new(ErrorCode::Forbidden, msg));
-    }
-    Ok(Authed {
+    let authed = Authed {
         nonce: NonceUse {
             key_id: signed.key_id.clone(),
             nonce: signed.nonce.clone(),
             expires_at: signing::nonce_expiry(signed.timestamp),
         },
         key_id: signed.key_id,
-    })
+    };
+    if kind != want {
+        let msg = match want {
+            PrincipalKind::ApiKey => "device credentials may only call /api/agent/*",
+            PrincipalKind::Device => "API keys may only call /api/links/*",
+        };
+        return Err(authed
+            .refuse(state, Rejection::new(ErrorCode::Forbidden, msg))
+            .await);
+    }
+    Ok(authed)
 }
 
 /// Parses a JSON body: malformed JSON is `invalid_json`; well-formed JSON of

@@ -16,8 +16,7 @@ pub async fn fetch(State(state): State<AppState>, req: Request) -> Result<Respon
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
     let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::ApiKey).await?;
-    let request: FetchRequest = parse_json(&body)?;
-    request.validate()?;
+    let request = auth.check(&state, fetch_request(&body)).await?;
     let submitted = state
         .store
         .submit(&auth.key_id, request, auth.nonce)
@@ -31,6 +30,13 @@ pub async fn fetch(State(state): State<AppState>, req: Request) -> Result<Respon
             .insert(HEADER_IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
         Ok(resp)
     }
+}
+
+/// A well-formed, valid submission.
+fn fetch_request(body: &[u8]) -> Result<FetchRequest, Rejection> {
+    let request: FetchRequest = parse_json(body)?;
+    request.validate()?;
+    Ok(request)
 }
 
 /// `GET /api/links/jobs/{jobId}`
@@ -60,25 +66,9 @@ pub async fn find(
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body).await?;
     let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::ApiKey).await?;
-    let wanted: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .filter(|(k, _)| k == "idempotencyKey")
-        .map(|(_, v)| v.into_owned())
-        .collect();
-    let key = match wanted.as_slice() {
-        [one] if !one.is_empty() => one.clone(),
-        [] => {
-            return Err(Rejection::new(
-                ErrorCode::InvalidRequest,
-                "query parameter idempotencyKey is required",
-            ));
-        }
-        _ => {
-            return Err(Rejection::new(
-                ErrorCode::InvalidRequest,
-                "query parameter idempotencyKey must appear exactly once and not be empty",
-            ));
-        }
-    };
+    let key = auth
+        .check(&state, idempotency_key(query.as_deref()))
+        .await?;
     state.store.consume_nonce(auth.nonce).await?;
     state
         .store
@@ -86,4 +76,23 @@ pub async fn find(
         .await?
         .map(Json)
         .ok_or_else(|| Rejection::new(ErrorCode::NotFound, "no job with this idempotencyKey"))
+}
+
+/// The one non-empty `idempotencyKey` of the query string.
+fn idempotency_key(query: Option<&str>) -> Result<String, Rejection> {
+    let wanted: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "idempotencyKey")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    match wanted.as_slice() {
+        [one] if !one.is_empty() => Ok(one.clone()),
+        [] => Err(Rejection::new(
+            ErrorCode::InvalidRequest,
+            "query parameter idempotencyKey is required",
+        )),
+        _ => Err(Rejection::new(
+            ErrorCode::InvalidRequest,
+            "query parameter idempotencyKey must appear exactly once and not be empty",
+        )),
+    }
 }

@@ -1,4 +1,5 @@
-//! Operator endpoints: `GET /healthz` and `GET /metrics`.
+//! Operator endpoints: `GET /healthz` (main and operations listeners) and
+//! `GET /metrics` (operations listener only: job counts are not for the public).
 
 use std::sync::atomic::Ordering;
 
@@ -11,7 +12,8 @@ use super::AppState;
 use crate::Rejection;
 use crate::metrics::StateLabel;
 
-/// Healthy when the database answers a read.
+/// Healthy when the database answers a read (on a blocking thread). Says
+/// nothing else: no counts, no versions.
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Rejection> {
     state
         .store

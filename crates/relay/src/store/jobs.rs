@@ -214,18 +214,46 @@ pub struct ClaimedTask {
     pub lease_expires_at: i64,
 }
 
-/// Leases up to `capacity` queued jobs, oldest first, to `device_id`.
+/// What a device's claim got.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claimed {
+    /// The tasks now leased to the device (possibly none).
+    Tasks(Vec<ClaimedTask>),
+    /// The device was revoked (or is unknown): nothing was leased.
+    DeviceRevoked,
+}
+
+/// A claim as the writer sees it: the tasks, and whether queued tasks were
+/// left behind (so one more waiting poll should be woken).
+#[derive(Debug)]
+pub struct Claim {
+    pub claimed: Claimed,
+    pub more: bool,
+}
+
+/// Leases up to `capacity` queued jobs, oldest first, to `device_id`, if the
+/// device is still active. The check reads the device in the writer's own
+/// transaction, so a revocation committed before it (by `devices revoke`,
+/// from any process) is always seen: no task is leased after it.
 pub fn claim(
     conn: &Connection,
     device_id: &str,
     capacity: u32,
     lease_ms: i64,
     now: i64,
-) -> rusqlite::Result<Vec<ClaimedTask>> {
-    let ids_to_claim: Vec<i64> = conn
+) -> rusqlite::Result<Claim> {
+    if !super::principals::is_active_device(conn, device_id)? {
+        return Ok(Claim {
+            claimed: Claimed::DeviceRevoked,
+            more: false,
+        });
+    }
+    let mut ids_to_claim: Vec<i64> = conn
         .prepare_cached("SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT ?1")?
-        .query_map([capacity], |r| r.get(0))?
+        .query_map([i64::from(capacity) + 1], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    let more = ids_to_claim.len() > capacity as usize;
+    ids_to_claim.truncate(capacity as usize);
     let expires = now.saturating_add(lease_ms);
     let mut tasks = Vec::with_capacity(ids_to_claim.len());
     let mut stmt = conn.prepare_cached(
@@ -254,7 +282,10 @@ pub fn claim(
             });
         }
     }
-    Ok(tasks)
+    Ok(Claim {
+        claimed: Claimed::Tasks(tasks),
+        more,
+    })
 }
 
 /// Puts leased tasks back, as if never handed out (their poll was abandoned).
@@ -319,27 +350,55 @@ pub struct Reaped {
     pub failed: usize,
 }
 
-/// Requeues jobs whose lease expired; fails those that expired `max_expiries` times.
+/// Ends leases as if they had expired: requeued, or failed on the
+/// `max_expiries`-th time. `{table}` names the index, `{which}` the leases.
+const END_LEASES: &str = "UPDATE {table} SET expiries = expiries + 1, lease_id = NULL, lease_device = NULL, lease_expires_at = NULL,
+        updated_at = ?1,
+        status = CASE WHEN expiries + 1 >= ?2 THEN 'failed' ELSE 'queued' END,
+        error_code = CASE WHEN expiries + 1 >= ?2 THEN 'agent_unavailable' ELSE NULL END,
+        error_message = CASE WHEN expiries + 1 >= ?2
+            THEN 'the lease expired ' || (expiries + 1) || ' times without a result' ELSE NULL END
+ WHERE status = 'leased' AND {which}
+ RETURNING status, api_key_id";
+
+/// Requeues jobs whose lease expired, or whose device was revoked (its
+/// results would be refused, so its tasks need not wait out the lease);
+/// fails those that expired `max_expiries` times.
 pub fn reap_expired_leases(
     conn: &Connection,
     now: i64,
     max_expiries: u32,
 ) -> rusqlite::Result<Reaped> {
     let mut reaped = Reaped::default();
-    let rows: Vec<(String, String, u32)> = conn
-        .prepare_cached(
-            "UPDATE jobs SET expiries = expiries + 1, lease_id = NULL, lease_device = NULL, lease_expires_at = NULL,
-                    updated_at = ?1,
-                    status = CASE WHEN expiries + 1 >= ?2 THEN 'failed' ELSE 'queued' END,
-                    error_code = CASE WHEN expiries + 1 >= ?2 THEN 'agent_unavailable' ELSE NULL END,
-                    error_message = CASE WHEN expiries + 1 >= ?2
-                        THEN 'the lease expired ' || (expiries + 1) || ' times without a result' ELSE NULL END
-             WHERE status = 'leased' AND lease_expires_at <= ?1
-             RETURNING status, api_key_id, expiries",
-        )?
-        .query_map(params![now, max_expiries], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    for (table, which) in [
+        ("jobs", "lease_expires_at <= ?1"),
+        // Both sides indexed (migration 2), so a pass costs the revoked
+        // devices and their leases, not every lease.
+        (
+            "jobs INDEXED BY jobs_lease_device",
+            "lease_device IN (SELECT id FROM devices WHERE revoked_at IS NOT NULL)",
+        ),
+    ] {
+        let sql = END_LEASES
+            .replace("{table}", table)
+            .replace("{which}", which);
+        end_leases(conn, &sql, now, max_expiries, &mut reaped)?;
+    }
+    Ok(reaped)
+}
+
+fn end_leases(
+    conn: &Connection,
+    sql: &str,
+    now: i64,
+    max_expiries: u32,
+    reaped: &mut Reaped,
+) -> rusqlite::Result<()> {
+    let rows: Vec<(String, String)> = conn
+        .prepare_cached(sql)?
+        .query_map(params![now, max_expiries], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for (status, api_key_id, _) in rows {
+    for (status, api_key_id) in rows {
         if status == "failed" {
             reaped.failed += 1;
             conn.prepare_cached("UPDATE api_keys SET queued = queued - 1 WHERE id = ?1")?
@@ -348,7 +407,7 @@ pub fn reap_expired_leases(
             reaped.requeued += 1;
         }
     }
-    Ok(reaped)
+    Ok(())
 }
 
 /// One maintenance pass: requeues or fails expired leases, forgets nonces

@@ -8,6 +8,9 @@
 //! another process with [`open_admin`]; SQLite's locking and `busy_timeout`
 //! make that safe while a relay is serving.
 //!
+//! Held long-polls wait in `waiters.rs`: the writer wakes one per task it made
+//! available, and a device may have [`MAX_POLLS_PER_DEVICE`] polls in flight.
+//!
 //! Operations answer [`StoreError`], never an HTTP type; time comes from a
 //! [`Clock`], so tests can move it instead of waiting.
 
@@ -17,21 +20,24 @@ mod principals;
 mod schema;
 #[cfg(test)]
 mod testing;
+mod waiters;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::Connection;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
 pub use error::{CodeRefusal, StoreError};
-pub use jobs::{ClaimedTask, Reaped, Submitted};
+pub use jobs::{Claimed, ClaimedTask, Reaped, Submitted};
 pub use principals::{
     CreatedKey, DEFAULT_CODE_TTL_MS, DEFAULT_DAILY_LIMIT, DEFAULT_MAX_QUEUED, DeviceInfo,
     EnrollmentCode, KeyInfo, Lookup, NewKey, PrincipalKind,
 };
 pub use schema::SCHEMA_VERSION;
+use waiters::Waiters;
+pub use waiters::{MAX_POLLS_PER_DEVICE, PollPermit, Waiter};
 use writer::{Envelope, Op};
 pub use writer::{NonceUse, WriterStats};
 
@@ -67,8 +73,8 @@ struct Inner {
     writer: Mutex<Option<mpsc::Sender<Envelope>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Readers,
-    /// Signalled after a commit that made a task available to agents.
-    work_available: Arc<Notify>,
+    /// Held long-polls, woken by the writer one per task it made available.
+    waiters: Arc<Waiters>,
     stats: Arc<WriterStats>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
@@ -134,19 +140,19 @@ impl Store {
         let conn = schema::open(path)?;
         let readers = Readers::open(path)?;
         let (tx, rx) = mpsc::channel();
-        let work_available = Arc::new(Notify::new());
-        let notify = work_available.clone();
+        let waiters = Arc::new(Waiters::default());
+        let writer_waiters = waiters.clone();
         let stats = Arc::new(WriterStats::default());
         let writer_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("relay-writer".into())
-            .spawn(move || writer::run(conn, rx, notify, writer_stats))?;
+            .spawn(move || writer::run(conn, rx, writer_waiters, writer_stats))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(thread)),
                 readers,
-                work_available,
+                waiters,
                 stats,
                 clock,
                 path: path.to_owned(),
@@ -163,9 +169,17 @@ impl Store {
         &self.inner.stats
     }
 
-    /// Woken whenever a task may have become available.
-    pub fn work_available(&self) -> &Notify {
-        &self.inner.work_available
+    /// Lets one more poll of `device_id` in, or `None` when the device
+    /// already has [`MAX_POLLS_PER_DEVICE`] in flight. Each attempt of an
+    /// admitted poll that may wait registers with [`PollPermit::register`]
+    /// *before* it claims, then waits on [`Waiter::woken`].
+    pub fn admit_poll(&self, device_id: &str) -> Option<PollPermit> {
+        self.inner.waiters.admit(device_id)
+    }
+
+    /// Long-polls parked right now, waiting for a task.
+    pub fn held_polls(&self) -> usize {
+        self.inner.waiters.parked()
     }
 
     /// Stops accepting writes, lets the writer finish what it has, and waits for it.
@@ -285,13 +299,14 @@ impl Store {
             .await
     }
 
+    /// Leases up to `capacity` tasks to the device, unless it was revoked.
     pub async fn claim(
         &self,
         device_id: &str,
         capacity: u32,
         lease_ms: i64,
         nonce: Option<NonceUse>,
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
+    ) -> Result<Claimed, StoreError> {
         let device_id = device_id.to_owned();
         self.call(
             |reply| Op::Claim {
@@ -373,7 +388,8 @@ pub fn open_admin(path: &Path) -> anyhow::Result<Connection> {
 /// Admin operations on an open connection; each is one short transaction.
 pub mod admin {
     pub use super::principals::{
-        create_enrollment_code, create_key, list_devices, list_keys, revoke_device, revoke_key,
+        create_enrollment_code, create_enrollment_codes, create_key, list_devices, list_keys,
+        revoke_device, revoke_key,
     };
 }
 
@@ -391,7 +407,10 @@ mod tests {
     const RETENTION_MS: i64 = 30 * 24 * 3_600_000;
 
     async fn claim_one(store: &Store, device: &str) -> Vec<ClaimedTask> {
-        store.claim(device, 1, LEASE_MS, None).await.unwrap()
+        match store.claim(device, 1, LEASE_MS, None).await.unwrap() {
+            Claimed::Tasks(tasks) => tasks,
+            Claimed::DeviceRevoked => panic!("{device} is not an active device"),
+        }
     }
 
     async fn maintain(store: &Store) -> Reaped {
@@ -420,6 +439,8 @@ mod tests {
     async fn an_expired_lease_requeues_the_task_and_its_late_result_is_lease_lost() {
         let db = TestDb::new();
         let key = db.key(100, 100);
+        db.device("dev_one");
+        db.device("dev_two");
         let clock = FakeClock::at(T0);
         let store = db.store(&clock);
         let job = store
@@ -459,6 +480,7 @@ mod tests {
     async fn a_job_whose_lease_expires_max_times_fails_as_agent_unavailable() {
         let db = TestDb::new();
         let key = db.key(100, 100);
+        db.device("dev_one");
         let clock = FakeClock::at(T0);
         let store = db.store(&clock);
         let job = store
@@ -493,6 +515,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(queued, 0, "a failed job frees its queue slot");
+        store.close();
+    }
+
+    /// The claim reads the device in the writer's transaction: a revocation
+    /// committed by another connection (an admin command) is seen at once.
+    #[tokio::test]
+    async fn a_revoked_device_claims_nothing_and_its_leases_are_requeued() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        db.device("dev_one");
+        db.device("dev_two");
+        let clock = FakeClock::at(T0);
+        let store = db.store(&clock);
+        for (idem, n) in [("a", "n1"), ("b", "n2")] {
+            let url = format!("https://{idem}.test/");
+            store
+                .submit(&key, fetch(idem, &url), nonce(&key, n))
+                .await
+                .unwrap();
+        }
+        let held = claim_one(&store, "dev_one").await;
+        assert_eq!(held.len(), 1);
+        assert!(principals::revoke_device(&db.conn(), "dev_one", T0).unwrap());
+
+        let refused = store.claim("dev_one", 4, LEASE_MS, None).await.unwrap();
+        assert_eq!(refused, Claimed::DeviceRevoked);
+        let unknown = store.claim("dev_nobody", 4, LEASE_MS, None).await.unwrap();
+        assert_eq!(unknown, Claimed::DeviceRevoked);
+        let reaped = maintain(&store).await;
+        assert_eq!(
+            (reaped.requeued, reaped.failed),
+            (1, 0),
+            "long before expiry"
+        );
+        let tasks = claim_one(&store, "dev_two").await;
+        assert_eq!(tasks[0].task_id, held[0].task_id, "oldest first, attempt 2");
+        assert_eq!(tasks[0].attempt, 2);
+        let late = post(&store, "dev_one", &held[0], "n3").await;
+        assert!(matches!(late, Err(StoreError::LeaseLost)), "{late:?}");
         store.close();
     }
 

@@ -192,6 +192,23 @@ pub fn create_enrollment_code(
     })
 }
 
+/// `count` one-time codes in one transaction (one fsync), for enrolling a
+/// fleet; each is like [`create_enrollment_code`]'s.
+pub fn create_enrollment_codes(
+    conn: &Connection,
+    name: &str,
+    ttl_ms: i64,
+    now: i64,
+    count: usize,
+) -> anyhow::Result<Vec<EnrollmentCode>> {
+    let tx = conn.unchecked_transaction()?;
+    let codes = (0..count)
+        .map(|_| create_enrollment_code(&tx, name, ttl_ms, now))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    tx.commit()?;
+    Ok(codes)
+}
+
 /// A device as listed by `devices list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -277,6 +294,12 @@ pub fn enroll(
         device_id,
         device_secret,
     })
+}
+
+/// Whether `device_id` is enrolled and not revoked, as of this transaction.
+pub fn is_active_device(conn: &Connection, device_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL")?
+        .exists([device_id])
 }
 
 /// Records that a device made an authenticated request (for `devices list`).

@@ -81,6 +81,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (api_key_id, day)
     ) WITHOUT ROWID;
     "#,
+    // 2: finding the leases of revoked devices (maintenance requeues them).
+    r#"
+    CREATE INDEX jobs_lease_device ON jobs (lease_device) WHERE status = 'leased';
+    CREATE INDEX devices_revoked ON devices (revoked_at) WHERE revoked_at IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -146,13 +151,25 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    // `create_new`: an existing file is never opened here. Closing *any*
+    // descriptor of a file drops every POSIX lock this process holds on it,
+    // SQLite's included; when a relay serves from this process (tests, the
+    // demo, the benchmark's admin calls), that let another process (an admin
+    // command) believe it was the last user, checkpoint and delete the WAL
+    // under the relay: "database disk image is malformed".
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create database {}: {e}", path.display()))?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create database {}: {e}",
+            path.display()
+        )),
+    }
 }
 
 #[cfg(not(unix))]

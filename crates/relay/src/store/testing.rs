@@ -42,6 +42,16 @@ impl TestDb {
             .key_id
     }
 
+    /// Enrolls an active device with this id (claims check that it is).
+    pub fn device(&self, device_id: &str) {
+        self.conn()
+            .execute(
+                "INSERT INTO devices (id, name, secret, created_at) VALUES (?1, 'test', 'secret', ?2)",
+                rusqlite::params![device_id, T0],
+            )
+            .unwrap();
+    }
+
     /// A store on this file whose time is `clock`.
     pub fn store(&self, clock: &Arc<FakeClock>) -> Store {
         Store::open_with_clock(&self.path, clock.clone()).unwrap()

@@ -8,17 +8,26 @@
 //! before its job is on disk, while one fsync serves a whole burst of
 //! requests. An op that fails rolls back to its savepoint without disturbing
 //! the others.
+//!
+//! A signed request's nonce is recorded *before* its op's savepoint, in the
+//! same transaction: once the signature verified, the nonce is spent whatever
+//! the op answers (a 409, 422 or 429 rolls back the op, not the nonce), and
+//! no extra commit or fsync is needed for it.
+//!
+//! After the commit the writer wakes as many held polls as the batch made
+//! tasks available ([`Waiters::wake`]), not every poll.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use super::StoreError;
-use super::jobs::{self, ClaimedTask, Reaped, Submitted};
+use super::jobs::{self, Claimed, Reaped, Submitted};
 use super::principals;
+use super::waiters::Waiters;
 use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, FetchRequest};
 
 /// Most ops committed together.
@@ -47,7 +56,7 @@ pub enum Op {
         device_id: String,
         capacity: u32,
         lease_ms: i64,
-        reply: Reply<Vec<ClaimedTask>>,
+        reply: Reply<Claimed>,
     },
     Release {
         lease_ids: Vec<String>,
@@ -96,21 +105,22 @@ struct Outcome {
     answer: Answer,
     /// `false` rolls the op back to its savepoint.
     ok: bool,
-    /// The op made a task available to agents (never for a failed op).
-    wakes: bool,
+    /// Tasks the op made available to agents (0 for a failed op): each
+    /// wakes one waiting poll.
+    available: usize,
 }
 
 impl Outcome {
     fn of<T: Send + 'static>(
         reply: Reply<T>,
         result: Result<T, StoreError>,
-        wakes: bool,
+        available: usize,
     ) -> Outcome {
         let ok = result.is_ok();
         Outcome {
             answer: answer(reply, result),
             ok,
-            wakes: ok && wakes,
+            available: if ok { available } else { 0 },
         }
     }
 
@@ -118,7 +128,7 @@ impl Outcome {
         Outcome {
             answer: fail(op, e),
             ok: false,
-            wakes: false,
+            available: 0,
         }
     }
 }
@@ -128,37 +138,44 @@ impl Outcome {
 pub struct WriterStats {
     pub commits: AtomicU64,
     pub ops: AtomicU64,
+    /// Claims (poll attempts) among the committed ops: with held polls woken
+    /// one per new task, a job costs a constant number of them.
+    pub claims: AtomicU64,
 }
 
 /// Runs until every sender is dropped, then returns.
 pub fn run(
     mut conn: Connection,
     rx: mpsc::Receiver<Envelope>,
-    work_available: Arc<Notify>,
+    waiters: Arc<Waiters>,
     stats: Arc<WriterStats>,
 ) {
     let mut sync = Sync::Full;
     while let Ok(first) = rx.recv() {
         let batch = take_batch(&rx, first);
+        let claims = batch
+            .iter()
+            .filter(|e| matches!(e.op, Op::Claim { .. }))
+            .count() as u64;
         let Ran {
             answers,
-            wake,
+            available,
             committed,
         } = run_batch(&mut conn, &mut sync, batch);
         let failure = match committed {
             Ok(()) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.ops.fetch_add(answers.len() as u64, Ordering::Relaxed);
+                stats.claims.fetch_add(claims, Ordering::Relaxed);
                 None
             }
             Err(e) => Some(StoreError::sqlite("commit failed", e)),
         };
-        let wake = wake && failure.is_none();
         for ans in answers {
             ans(failure.as_ref());
         }
-        if wake {
-            work_available.notify_waiters();
+        if failure.is_none() {
+            waiters.wake(available);
         }
     }
 }
@@ -179,8 +196,8 @@ fn take_batch(rx: &mpsc::Receiver<Envelope>, first: Envelope) -> Vec<Envelope> {
 /// A batch whose transaction has ended, with its answers not yet sent.
 struct Ran {
     answers: Vec<Answer>,
-    /// Some kept op made a task available.
-    wake: bool,
+    /// Tasks the kept ops made available.
+    available: usize,
     committed: rusqlite::Result<()>,
 }
 
@@ -190,29 +207,42 @@ struct Ran {
 /// internal.
 fn run_batch(conn: &mut Connection, sync: &mut Sync, mut batch: Vec<Envelope>) -> Ran {
     let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
-    let mut wake = false;
+    let mut available = 0;
     let committed = (|| {
         set_sync(conn, sync, Sync::for_batch(&batch))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for env in batch.drain(..) {
-            let outcome = in_savepoint(&tx, env)?;
-            wake |= outcome.wakes;
+            let outcome = execute(&tx, env)?;
+            available += outcome.available;
             answers.push(outcome.answer);
         }
         tx.commit()
     })();
     Ran {
         answers,
-        wake,
+        available,
         committed,
     }
 }
 
+/// Runs one op: its nonce first, outside the op's savepoint (a replayed
+/// nonce fails the op unrun; a spent nonce stays spent whatever the op
+/// answers), then the op inside its savepoint.
+fn execute(conn: &Connection, env: Envelope) -> rusqlite::Result<Outcome> {
+    let Envelope { op, nonce, now } = env;
+    if let Some(n) = &nonce
+        && let Err(e) = consume_nonce(conn, n, now)
+    {
+        return Ok(Outcome::failed(op, e));
+    }
+    in_savepoint(conn, op, now)
+}
+
 /// Runs one op inside `SAVEPOINT op`. An op that fails is rolled back to it,
-/// which undoes its own changes (its nonce too) and nobody else's.
-fn in_savepoint(conn: &Connection, env: Envelope) -> rusqlite::Result<Outcome> {
+/// which undoes its own changes and nobody else's.
+fn in_savepoint(conn: &Connection, op: Op, now: i64) -> rusqlite::Result<Outcome> {
     conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-    let outcome = execute(conn, env);
+    let outcome = run_op(conn, op, now);
     if !outcome.ok {
         conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
     }
@@ -257,17 +287,6 @@ fn set_sync(conn: &Connection, current: &mut Sync, wanted: Sync) -> rusqlite::Re
     Ok(())
 }
 
-/// Runs one op: its nonce first (a replayed nonce fails the op unrun), then the op.
-fn execute(conn: &Connection, env: Envelope) -> Outcome {
-    let Envelope { op, nonce, now } = env;
-    if let Some(n) = &nonce
-        && let Err(e) = consume_nonce(conn, n, now)
-    {
-        return Outcome::failed(op, e);
-    }
-    run_op(conn, op, now)
-}
-
 /// Consumes a signed request's nonce and records when a device was last seen.
 fn consume_nonce(conn: &Connection, n: &NonceUse, now: i64) -> Result<(), StoreError> {
     if !jobs::consume_nonce(conn, &n.key_id, &n.nonce, n.expires_at)? {
@@ -281,7 +300,7 @@ fn consume_nonce(conn: &Connection, n: &NonceUse, now: i64) -> Result<(), StoreE
 
 fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
     match op {
-        Op::Nonce(reply) => Outcome::of(reply, Ok(()), false),
+        Op::Nonce(reply) => Outcome::of(reply, Ok(()), 0),
         Op::Submit {
             key_id,
             request,
@@ -289,23 +308,24 @@ fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
         } => {
             let r = jobs::submit(conn, &key_id, &request, now);
             let created = matches!(&r, Ok(s) if s.created);
-            Outcome::of(reply, r, created)
+            Outcome::of(reply, r, usize::from(created))
         }
         Op::Claim {
             device_id,
             capacity,
             lease_ms,
             reply,
-        } => {
-            let r = jobs::claim(conn, &device_id, capacity, lease_ms, now);
-            Outcome::of(reply, r.map_err(StoreError::from), false)
-        }
+        } => match jobs::claim(conn, &device_id, capacity, lease_ms, now) {
+            // Tasks left behind wake one more poll.
+            Ok(c) => Outcome::of(reply, Ok(c.claimed), usize::from(c.more)),
+            Err(e) => Outcome::of(reply, Err(StoreError::from(e)), 0),
+        },
         Op::Release { lease_ids } => {
             let r = jobs::release(conn, &lease_ids, now);
             Outcome {
                 answer: Box::new(|_| {}),
                 ok: r.is_ok(),
-                wakes: matches!(r, Ok(n) if n > 0),
+                available: r.unwrap_or(0),
             }
         }
         Op::PostResult {
@@ -316,10 +336,10 @@ fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
             reply,
         } => {
             let r = jobs::post_result(conn, &device_id, &task_id, &lease_id, &result_json, now);
-            Outcome::of(reply, r, false)
+            Outcome::of(reply, r, 0)
         }
         Op::Enroll { request, reply } => {
-            Outcome::of(reply, principals::enroll(conn, &request, now), false)
+            Outcome::of(reply, principals::enroll(conn, &request, now), 0)
         }
         Op::Maintain {
             max_expiries,
@@ -327,7 +347,7 @@ fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
             reply,
         } => {
             let r = jobs::maintain(conn, now, max_expiries, retention_ms);
-            let requeued = matches!(&r, Ok(reaped) if reaped.requeued > 0);
+            let requeued = r.as_ref().map_or(0, |reaped| reaped.requeued);
             Outcome::of(reply, r.map_err(StoreError::from), requeued)
         }
     }
@@ -382,7 +402,7 @@ mod tests {
         }
         drop(tx);
         let stats = Arc::new(WriterStats::default());
-        run(db.conn(), rx, Arc::new(Notify::new()), stats.clone());
+        run(db.conn(), rx, Arc::new(Waiters::default()), stats.clone());
         (
             stats.commits.load(Ordering::Relaxed),
             stats.ops.load(Ordering::Relaxed),
@@ -397,6 +417,7 @@ mod tests {
     fn waiting_writes_are_one_commit_and_each_op_gets_its_own_answer() {
         let db = TestDb::new();
         let key = db.key(100, 100);
+        db.device("dev_a");
         let mut envelopes = Vec::new();
         let mut submits = Vec::new();
         for i in 0..4 {
@@ -430,11 +451,59 @@ mod tests {
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), 4, "every submission got its own job");
         answer_of(read_nonce).unwrap();
-        let tasks = answer_of(claimed).unwrap();
+        let Claimed::Tasks(tasks) = answer_of(claimed).unwrap() else {
+            panic!("dev_a is active");
+        };
         let leased: Vec<_> = tasks.iter().map(|t| t.task_id.clone()).collect();
         assert_eq!(leased, ids[..2], "oldest first");
         assert_eq!(db.count("SELECT count(*) FROM jobs"), 4);
         assert_eq!(db.count("SELECT count(*) FROM nonces"), 5);
+    }
+
+    /// One wake per task made available: three new jobs wake three polls, a
+    /// claim that leaves tasks behind one more, and the claim is counted.
+    #[test]
+    fn a_commit_wakes_one_poll_per_task_it_made_available() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        db.device("dev_a");
+        let mut envelopes = Vec::new();
+        for i in 0..3 {
+            envelopes.push(submit(&key, &format!("k{i}"), "https://a.test/", &format!("n{i}")).0);
+        }
+        let (reply, _claimed) = oneshot::channel();
+        let claim = Op::Claim {
+            device_id: "dev_a".into(),
+            capacity: 1,
+            lease_ms: 60_000,
+            reply,
+        };
+        envelopes.push(envelope(claim, None));
+        let waiters = Arc::new(Waiters::default());
+        let queue: Vec<_> = (0..6).map(|_| waiters.register()).collect();
+
+        let (tx, rx) = mpsc::channel();
+        for env in envelopes {
+            tx.send(env).unwrap();
+        }
+        drop(tx);
+        let stats = Arc::new(WriterStats::default());
+        run(db.conn(), rx, waiters, stats.clone());
+
+        let woken = queue
+            .iter()
+            .filter(|w| futures_util::FutureExt::now_or_never(w.woken()).is_some())
+            .count();
+        assert_eq!(
+            woken,
+            3 + 1,
+            "three new tasks, and two left behind by the claim"
+        );
+        assert_eq!(stats.claims.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.ops.load(Ordering::Relaxed), 4);
+        for w in &queue {
+            w.used();
+        }
     }
 
     #[test]
@@ -499,7 +568,11 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(nonces, ["na", "nc"], "failed ops leave their nonces unused");
+        assert_eq!(
+            nonces,
+            ["na", "nb", "nc", "nd"],
+            "a verified nonce is spent whatever its op answered"
+        );
     }
 
     #[test]

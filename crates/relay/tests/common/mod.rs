@@ -224,3 +224,115 @@ pub fn result_json(url: &str) -> String {
         r#"{{"inputUrl":"{url}","finalUrl":"{url}","conclusion":"resolved","finalStatus":200,"redirectCount":0,"elapsedMs":3,"error":null,"hops":[{{"url":"{url}","status":200,"redirectKind":null,"location":null,"elapsedMs":3,"remoteAddr":"127.0.0.1:80"}}]}}"#
     )
 }
+
+/// A signed request captured once, so that the identical bytes (headers and
+/// body) can be sent again, to any route: the method, path and query are not
+/// part of the signature (protocol.md §2.3).
+#[derive(Clone)]
+pub struct Captured {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Client {
+    /// Signs `body` once with a fresh nonce.
+    pub fn capture(&self, body: &str) -> Captured {
+        Captured {
+            headers: self.headers(body.as_bytes()),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// Sends a captured request as a POST to `path`.
+    pub async fn send_post(&self, path: &str, c: &Captured) -> Answer {
+        self.post_with(path, &c.headers, c.body.clone()).await
+    }
+
+    /// Sends a captured request as a GET to `path` (a GET may carry a body).
+    pub async fn send_get(&self, path: &str, c: &Captured) -> Answer {
+        let mut req = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .body(c.body.clone());
+        for (k, v) in &c.headers {
+            req = req.header(*k, v);
+        }
+        answer(req.send().await.unwrap()).await
+    }
+
+    /// Posts `result_json(url)` for a task with its lease.
+    pub async fn post_result(&self, task_id: &str, lease_id: &str, url: &str) -> Answer {
+        self.post(
+            &paths::task_result(task_id),
+            &format!(
+                r#"{{"leaseId":"{lease_id}","result":{}}}"#,
+                result_json(url)
+            ),
+        )
+        .await
+    }
+}
+
+impl TestRelay {
+    /// Runs SQL on the relay's database file from a connection of its own,
+    /// as an operator (or the passing of time) would change it.
+    pub fn sql(&self, sql: &str) {
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn.execute_batch(sql).unwrap();
+    }
+
+    /// Waits until exactly this many long-polls are parked waiting for a task
+    /// (their first claim done); panics after 20 s.
+    pub async fn wait_for_held_polls(&self, n: usize) {
+        for _ in 0..2000 {
+            if self.relay.store().held_polls() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "expected {n} held polls, have {}",
+            self.relay.store().held_polls()
+        );
+    }
+
+    /// Runs the `link-peeler-relay` binary on this relay's database, as an
+    /// admin would from another process, and asserts it succeeded.
+    pub fn admin_cli(&self, args: &[&str]) {
+        // Cargo names the binary only to the relay crate's own tests; the
+        // root package's tests that share this file find it beside theirs.
+        let bin = option_env!("CARGO_BIN_EXE_link-peeler-relay")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let exe = std::env::current_exe().unwrap();
+                let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+                dir.join(format!("link-peeler-relay{}", std::env::consts::EXE_SUFFIX))
+            });
+        let out = std::process::Command::new(bin)
+            .arg("--db")
+            .arg(&self.db)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl TestRelay {
+    /// A GET on the operations listener (`/metrics` lives only there).
+    pub async fn ops_get(&self, path: &str) -> (u16, HeaderMap, String) {
+        let base = self
+            .relay
+            .ops_url()
+            .expect("the test relay has an ops listener");
+        let r = self.http.get(format!("{base}{path}")).send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.text().await.unwrap())
+    }
+}

@@ -12,9 +12,12 @@
 //!    window between the check and the connect (DNS rebinding).
 //! 3. [`Guard::check_ip`] again on `Response::remote_addr()`, defence in depth.
 //!
-//! Addresses are canonicalised first (`::ffff:a.b.c.d`, NAT64, 6to4); see
-//! [`table`]. `allow_networks` opens ranges (for a local lab) and takes
-//! precedence over the deny table and the machine's own networks.
+//! Addresses are canonicalised first (`::ffff:a.b.c.d`), and every IPv6 form
+//! that carries an IPv4 address (SIIT, NAT64 in every RFC 6052 layout, 6to4)
+//! is judged by that IPv4 address too, against the deny table and the
+//! machine's own networks; IPv4-compatible and Teredo addresses are refused
+//! whole. See [`table`]. `allow_networks` opens ranges (for a local lab) and
+//! takes precedence over the deny table and the machine's own networks.
 
 pub mod dns;
 mod local;
@@ -25,7 +28,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-pub use table::{DenyRule, canonical, deny_rule};
+pub use table::{Denial, DenyRule, Embedded, canonical, denial, deny_rule, embedded_ipv4};
 
 /// Why a host or address was refused. It travels through reqwest's error
 /// chain (from the DNS layer) and is recognised there by downcasting.
@@ -41,6 +44,30 @@ pub enum Blocked {
     Name { host: String, what: &'static str },
     #[error("every address of {host} is refused: {first}")]
     AllAddresses { host: String, first: Box<Blocked> },
+}
+
+/// The range named in a refusal, with the IPv4 address it was applied to
+/// when the refused address is an IPv6 one carrying it.
+fn carried(range: &str, embedded: Option<Embedded>) -> String {
+    match embedded {
+        Some(e) => format!("{range}, carried as {} by {}", e.ipv4, e.form),
+        None => range.to_string(),
+    }
+}
+
+/// The interface network that holds `ip`, or an IPv4 address it carries.
+fn own_network(nets: &[IpNet], ip: IpAddr) -> Option<(IpNet, Option<Embedded>)> {
+    let find = |a: IpAddr| nets.iter().find(|n| n.contains(&a)).copied();
+    let canon = canonical(ip);
+    if let Some(net) = find(canon) {
+        return Some((net, None));
+    }
+    let IpAddr::V6(v6) = canon else {
+        return None;
+    };
+    embedded_ipv4(v6)
+        .into_iter()
+        .find_map(|e| find(IpAddr::V4(e.ipv4)).map(|net| (net, Some(e))))
 }
 
 /// The reachability policy of one resolver (shared by its resolutions).
@@ -70,21 +97,21 @@ impl Guard {
         if self.allowed_explicitly(ip) {
             return Ok(());
         }
-        if let Some(rule) = deny_rule(ip) {
+        if let Some(d) = denial(ip) {
             return Err(Blocked::Address {
                 addr: ip,
-                what: rule.what,
-                range: rule.range.to_string(),
+                what: d.rule.what,
+                range: carried(d.rule.range, d.embedded),
             });
         }
-        if let Some(net) = self.local.containing(canonical(ip)) {
-            return Err(Blocked::Address {
+        match own_network(&self.local.get(), ip) {
+            Some((net, embedded)) => Err(Blocked::Address {
                 addr: ip,
                 what: "on this machine's own network",
-                range: net.to_string(),
-            });
+                range: carried(&net.to_string(), embedded),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Name rules, before any DNS query (layer 1 and again in layer 2).
@@ -135,6 +162,11 @@ mod tests {
             "http://[::ffff:7f00:1]/",
             "http://[0:0:0:0:0:ffff:127.0.0.1]/",
             "http://[64:ff9b::127.0.0.1]/",
+            "http://[::ffff:0:127.0.0.1]/",
+            "http://[64:ff9b:1:808:7f:1:108:808]/",
+            "http://[2002:7f00:1::]/",
+            "http://[::127.0.0.1]/",
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
             "http://localhost/",
             "http://LOCALHOST./",
             "http://foo.localhost/",
@@ -186,5 +218,36 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("169.254.0.0/16"), "{msg}");
         assert!(msg.contains("metadata"), "{msg}");
+
+        let e = g
+            .check_ip("64:ff9b::a9fe:a9fe".parse().expect("ip"))
+            .expect_err("metadata through NAT64 is refused");
+        let msg = e.to_string();
+        assert!(msg.contains("169.254.0.0/16"), "{msg}");
+        assert!(
+            msg.contains("169.254.169.254 by NAT64 64:ff9b::/96"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn own_networks_are_matched_through_the_ipv4_they_carry() {
+        // A desktop on a public IPv4 LAN: the table cannot know it.
+        let nets: Vec<IpNet> = vec!["93.184.215.0/24".parse().expect("cidr")];
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        for s in [
+            "93.184.215.14",
+            "::ffff:93.184.215.14",
+            "::ffff:0:5db8:d70e",
+            "64:ff9b::5db8:d70e",
+            "2002:5db8:d70e::1",
+        ] {
+            let (net, _) = own_network(&nets, ip(s)).expect(s);
+            assert_eq!(net.to_string(), "93.184.215.0/24", "{s}");
+        }
+        let (_, e) = own_network(&nets, ip("64:ff9b::5db8:d70e")).expect("carried");
+        assert_eq!(e.map(|e| e.form), Some("NAT64 64:ff9b::/96"));
+        assert_eq!(own_network(&nets, ip("64:ff9b::808:808")), None);
+        assert_eq!(own_network(&nets, ip("8.8.8.8")), None);
     }
 }

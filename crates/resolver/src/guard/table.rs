@@ -3,8 +3,18 @@
 //! Rust's std predicates are not enough: `Ipv4Addr::is_private` misses CGNAT,
 //! `"::ffff:127.0.0.1".is_loopback()` is false, `Ipv6Addr::to_ipv4` maps `::1`
 //! to `0.0.0.1`, and `is_global` is unstable. So the table is ours, written as
-//! CIDR ranges, and every IPv6 form that carries an IPv4 address (mapped,
-//! NAT64, 6to4) is decoded and judged by the IPv4 rules as well.
+//! CIDR ranges, and every IPv6 form that carries an IPv4 address is either
+//! decoded and judged by the IPv4 rules as well, or refused whole:
+//!
+//! | form | range | decision |
+//! |---|---|---|
+//! | IPv4-mapped | `::ffff:0:0/96` | decoded ([`canonical`]) |
+//! | SIIT IPv4-translated (RFC 2765, obsolete) | `::ffff:0:0:0/96` | decoded |
+//! | NAT64 well-known prefix (RFC 6052) | `64:ff9b::/96` | decoded |
+//! | NAT64 local-use prefix (RFC 8215) | `64:ff9b:1::/48` | decoded in all four layouts that fit (/48, /56, /64, /96); refused if any is |
+//! | 6to4 (RFC 3056) | `2002::/16` | decoded (bits 16–47) |
+//! | IPv4-compatible (deprecated, RFC 4291) | `::/96` | refused whole |
+//! | Teredo (RFC 4380) | `2001::/32` | refused whole (inside `2001::/23`) |
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -82,8 +92,9 @@ const DENY_V4: &[(Ipv4Net, DenyRule)] = &[
     ),
 ];
 
-/// IPv6 ranges that are not publicly routable. Ranges that embed an IPv4
-/// address are not here: they are decoded by [`embedded_ipv4`].
+/// IPv6 ranges that are not publicly routable. Of the ranges that carry an
+/// IPv4 address, only those refused whole are here (IPv4-compatible, Teredo);
+/// the others are decoded by [`embedded_ipv4`].
 const DENY_V6: &[(Ipv6Net, DenyRule)] = &[
     (
         v6([0, 0, 0, 0, 0, 0, 0, 0], 128),
@@ -100,6 +111,13 @@ const DENY_V6: &[(Ipv6Net, DenyRule)] = &[
     (
         v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
         rule("100::/64", "discard-only"),
+    ),
+    (
+        v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32),
+        rule(
+            "2001::/32",
+            "Teredo (it carries IPv4 addresses: the server's and, obfuscated, the client's)",
+        ),
     ),
     (
         v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
@@ -131,41 +149,82 @@ const DENY_V6: &[(Ipv6Net, DenyRule)] = &[
     ),
 ];
 
+const SIIT: Ipv6Net = v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96);
 const NAT64_WKP: Ipv6Net = v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96);
 const NAT64_LOCAL: Ipv6Net = v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48);
 const SIX_TO_FOUR: Ipv6Net = v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16);
+
+/// Where RFC 6052 §2.2 puts the four IPv4 bytes for each prefix length that
+/// fits inside the RFC 8215 local-use /48. Byte 8 (bits 64–71, the "u"
+/// octet) is always skipped. /32 and /40 would put IPv4 bits inside the
+/// fixed `64:ff9b:1` prefix, so they cannot occur there.
+const LOCAL_USE_LAYOUTS: [(&str, [usize; 4]); 4] = [
+    ("NAT64 64:ff9b:1::/48 (RFC 6052 /48 layout)", [6, 7, 9, 10]),
+    ("NAT64 64:ff9b:1::/48 (RFC 6052 /56 layout)", [7, 9, 10, 11]),
+    (
+        "NAT64 64:ff9b:1::/48 (RFC 6052 /64 layout)",
+        [9, 10, 11, 12],
+    ),
+    (
+        "NAT64 64:ff9b:1::/48 (RFC 6052 /96 layout)",
+        [12, 13, 14, 15],
+    ),
+];
+
+/// An IPv4 address carried by an IPv6 address, and the form that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Embedded {
+    pub ipv4: Ipv4Addr,
+    pub form: &'static str,
+}
+
+/// Why an address is refused: the rule, and the IPv4 address it was applied
+/// to when an IPv6 address was judged by the IPv4 it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denial {
+    pub rule: DenyRule,
+    pub embedded: Option<Embedded>,
+}
 
 /// Unwraps `::ffff:a.b.c.d` to `a.b.c.d`; every other address is unchanged.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
-/// The IPv4 addresses an IPv6 address carries and that decide where the
-/// packets really go: NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4
-/// (2002::/16). `::ffff:0:0/96` is handled by [`canonical`].
+fn at(o: &[u8; 16], form: &'static str, idx: [usize; 4]) -> Embedded {
+    Embedded {
+        ipv4: Ipv4Addr::new(o[idx[0]], o[idx[1]], o[idx[2]], o[idx[3]]),
+        form,
+    }
+}
+
+/// The IPv4 addresses an IPv6 address carries and that decide where its
+/// packets really go, for the forms that are decoded rather than refused
+/// whole: SIIT `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`,
+/// 6to4 `2002::/16` (`::ffff:0:0/96` is unwrapped by [`canonical`]).
 ///
-/// The local-use NAT64 prefix may be deployed at any RFC 6052 length from /48
-/// to /96, so both the /96 position (last 32 bits) and the /48 position
-/// (bits 48..64 and 72..88) are decoded; the unused one is all zero in a
-/// well-formed address and is skipped unless both are zero.
-pub fn embedded_ipv4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
+/// Which RFC 6052 layout a local-use NAT64 deployment uses is configuration
+/// that the address does not reveal (the operator's subnet bits and the
+/// suffix are free), so every layout that fits is returned and the address
+/// is refused when any of them is: a translator configured with that layout
+/// would take the packets there.
+pub fn embedded_ipv4(ip: Ipv6Addr) -> Vec<Embedded> {
     let o = ip.octets();
-    let last32 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
-    if NAT64_WKP.contains(&ip) {
-        vec![last32]
+    if SIIT.contains(&ip) {
+        vec![at(
+            &o,
+            "SIIT IPv4-translated ::ffff:0:0:0/96",
+            [12, 13, 14, 15],
+        )]
+    } else if NAT64_WKP.contains(&ip) {
+        vec![at(&o, "NAT64 64:ff9b::/96", [12, 13, 14, 15])]
     } else if NAT64_LOCAL.contains(&ip) {
-        let at48 = Ipv4Addr::new(o[6], o[7], o[9], o[10]);
-        let found: Vec<Ipv4Addr> = [last32, at48]
-            .into_iter()
-            .filter(|a| !a.is_unspecified())
-            .collect();
-        if found.is_empty() {
-            vec![Ipv4Addr::UNSPECIFIED]
-        } else {
-            found
-        }
+        LOCAL_USE_LAYOUTS
+            .iter()
+            .map(|&(form, idx)| at(&o, form, idx))
+            .collect()
     } else if SIX_TO_FOUR.contains(&ip) {
-        vec![Ipv4Addr::new(o[2], o[3], o[4], o[5])]
+        vec![at(&o, "6to4 2002::/16", [2, 3, 4, 5])]
     } else {
         Vec::new()
     }
@@ -181,13 +240,29 @@ fn deny_v4(ip: Ipv4Addr) -> Option<DenyRule> {
 /// The deny rule an address falls under, after canonicalisation, or `None`
 /// when it is publicly routable.
 pub fn deny_rule(ip: IpAddr) -> Option<DenyRule> {
+    denial(ip).map(|d| d.rule)
+}
+
+/// [`deny_rule`] with the embedded IPv4 address it was decided on, if any.
+pub fn denial(ip: IpAddr) -> Option<Denial> {
     match canonical(ip) {
-        IpAddr::V4(v4) => deny_v4(v4),
+        IpAddr::V4(v4) => deny_v4(v4).map(|rule| Denial {
+            rule,
+            embedded: None,
+        }),
         IpAddr::V6(v6) => {
-            if let Some((_, r)) = DENY_V6.iter().find(|(net, _)| net.contains(&v6)) {
-                return Some(*r);
+            if let Some((_, rule)) = DENY_V6.iter().find(|(net, _)| net.contains(&v6)) {
+                return Some(Denial {
+                    rule: *rule,
+                    embedded: None,
+                });
             }
-            embedded_ipv4(v6).into_iter().find_map(deny_v4)
+            embedded_ipv4(v6).into_iter().find_map(|e| {
+                deny_v4(e.ipv4).map(|rule| Denial {
+                    rule,
+                    embedded: Some(e),
+                })
+            })
         }
     }
 }
@@ -261,9 +336,11 @@ mod tests {
             "2001:4860:4860::8888",
             "3fff:1000::1",
             "::ffff:8.8.8.8",
+            "::ffff:0:808:808", // SIIT
             "64:ff9b::808:808",
-            "64:ff9b:1::808:808",
-            "64:ff9b:1:808:8:800::",
+            // Local-use NAT64 passes only when every layout carries a public
+            // address (here 8.8.8.8 in all four).
+            "64:ff9b:1:808:808:808:808:808",
             "2002:808:808::1",
         ] {
             assert!(!denied(s), "{s} should be public");
@@ -317,18 +394,78 @@ mod tests {
             "2002:c0a8:101::1",
             "::127.0.0.1",
             "::8.8.8.8", // IPv4-compatible is refused whatever it carries
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:0:0",
         ] {
             assert!(denied(s), "{s}");
         }
     }
 
     #[test]
+    fn every_local_use_nat64_layout_is_decoded() {
+        // 10.1.1.1 in each RFC 6052 layout, with subnet and suffix bits
+        // chosen so that every other layout reads a public address: only the
+        // layout under test can refuse it.
+        for (s, layout) in [
+            ("64:ff9b:1:a01:1:108:808:808", "/48"),
+            ("64:ff9b:1:80a:1:101:808:808", "/56"),
+            ("64:ff9b:1:808:a:101:108:808", "/64"),
+            ("64:ff9b:1:808:8:808:a01:101", "/96"),
+        ] {
+            let d = denial(s.parse().expect("parses")).expect(s);
+            assert_eq!(d.rule.range, "10.0.0.0/8", "{s}");
+            let e = d.embedded.expect("decided on the embedded address");
+            assert_eq!(e.ipv4, Ipv4Addr::new(10, 1, 1, 1), "{s}");
+            let all = embedded_ipv4(s.parse().expect("parses"));
+            assert_eq!(
+                all.iter().filter(|e| deny_v4(e.ipv4).is_some()).count(),
+                1,
+                "{s}"
+            );
+            assert!(e.form.contains(layout), "{s}: {}", e.form);
+        }
+        // The u-octet (bits 64..71) never carries IPv4 bits.
+        let with_u: Ipv6Addr = "64:ff9b:1:808:ff08:808:808:808".parse().expect("parses");
+        let got: Vec<Ipv4Addr> = embedded_ipv4(with_u).iter().map(|e| e.ipv4).collect();
+        assert!(got.iter().all(|a| !a.octets().contains(&0xff)), "{got:?}");
+    }
+
+    #[test]
+    fn ambiguous_local_use_addresses_are_refused() {
+        // 64:ff9b:1::808:808 is 8.8.8.8 for a /96 deployment but 0.0.0.8 for
+        // a /64 one; the address cannot say which, so it is refused.
+        assert!(denied("64:ff9b:1::808:808"));
+        assert!(denied("64:ff9b:1:808:8:800::"));
+    }
+
+    #[test]
+    fn teredo_is_refused_whole_and_named() {
+        for s in ["2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001::"] {
+            let r = deny_rule(s.parse().expect("parses")).expect(s);
+            assert_eq!(r.range, "2001::/32", "{s}");
+        }
+    }
+
+    #[test]
     fn embedded_ipv4_positions() {
-        let a: Ipv6Addr = "64:ff9b::c000:201".parse().expect("parses");
-        assert_eq!(embedded_ipv4(a), vec![Ipv4Addr::new(192, 0, 2, 1)]);
-        let b: Ipv6Addr = "2002:cb00:7101::".parse().expect("parses");
-        assert_eq!(embedded_ipv4(b), vec![Ipv4Addr::new(203, 0, 113, 1)]);
-        let c: Ipv6Addr = "2a00::1".parse().expect("parses");
-        assert!(embedded_ipv4(c).is_empty());
+        let v4s = |s: &str| -> Vec<Ipv4Addr> {
+            let ip: Ipv6Addr = s.parse().expect("parses");
+            embedded_ipv4(ip).iter().map(|e| e.ipv4).collect()
+        };
+        assert_eq!(v4s("64:ff9b::c000:201"), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+        assert_eq!(v4s("::ffff:0:c000:201"), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+        assert_eq!(v4s("2002:cb00:7101::"), vec![Ipv4Addr::new(203, 0, 113, 1)]);
+        assert_eq!(
+            v4s("64:ff9b:1:102:304:506:708:90a"),
+            vec![
+                Ipv4Addr::new(1, 2, 4, 5),
+                Ipv4Addr::new(2, 4, 5, 6),
+                Ipv4Addr::new(4, 5, 6, 7),
+                Ipv4Addr::new(7, 8, 9, 10),
+            ]
+        );
+        assert!(v4s("2a00::1").is_empty());
+        assert!(v4s("::ffff:1.2.3.4").is_empty()); // mapped: canonical() unwraps it
     }
 }

@@ -24,6 +24,14 @@ pub enum ErrorCode {
     IdempotencyConflict,
     QuotaExceeded,
     QueueFull,
+    /// A device already holds the most long-polls it may hold at once (429).
+    TooManyPolls,
+    /// Too many failed enrollment attempts from one address, or from all of them (429).
+    RateLimited,
+    /// The request body did not arrive in time (408).
+    RequestTimeout,
+    /// The relay is at its connection limit (503); retry after `Retry-After`.
+    Overloaded,
     /// Not an HTTP answer: the code a job carries when its lease expired too often.
     AgentUnavailable,
     Internal,
@@ -42,8 +50,9 @@ impl ErrorCode {
             LeaseLost => 409,
             PayloadTooLarge => 413,
             IdempotencyConflict => 422,
-            QuotaExceeded | QueueFull => 429,
-            AgentUnavailable => 503,
+            RequestTimeout => 408,
+            QuotaExceeded | QueueFull | RateLimited | TooManyPolls => 429,
+            AgentUnavailable | Overloaded => 503,
             Internal => 500,
         }
     }
@@ -70,6 +79,10 @@ impl ErrorCode {
             IdempotencyConflict => "idempotency_conflict",
             QuotaExceeded => "quota_exceeded",
             QueueFull => "queue_full",
+            TooManyPolls => "too_many_polls",
+            RateLimited => "rate_limited",
+            RequestTimeout => "request_timeout",
+            Overloaded => "overloaded",
             AgentUnavailable => "agent_unavailable",
             Internal => "internal",
         }
