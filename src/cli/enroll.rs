@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use link_peeler_agent::assembly;
 use link_peeler_agent::config::{self, Overrides};
 use link_peeler_agent::credentials;
 use link_peeler_agent::enrollment::{self, EnrollError};
@@ -50,7 +51,7 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
         relay_ca_file: args.relay_ca_file.clone(),
         ..Overrides::default()
     };
-    let settings = config::load(args.config.as_deref(), &flags)?.settings;
+    let settings = assembly::load(args.config.as_deref(), &flags)?.settings;
     let relay = match flag_relay {
         Some(r) => r,
         None => settings

@@ -173,7 +173,7 @@ fn no_tray(why: &str) -> ExitCode {
 }
 
 fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(args.settings.config.as_deref(), &args.settings.overrides())?;
+    let loaded = assembly::load(args.settings.config.as_deref(), &args.settings.overrides())?;
     let data_dir = config::data_dir()?;
     let lock = lock::acquire(&data_dir)?;
     let _logs = logging::init(&data_dir, true)?;

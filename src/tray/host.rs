@@ -223,7 +223,7 @@ impl<'a> Host<'a> {
     async fn step(&mut self) -> Next {
         self.set_phase(Phase::Starting);
         let (settings, managed, config_path) =
-            match config::load(self.cfg.config_file.as_deref(), &self.cfg.overrides) {
+            match assembly::load(self.cfg.config_file.as_deref(), &self.cfg.overrides) {
                 Ok(l) => (l.settings, l.managed, l.path),
                 Err(e) => {
                     return self
@@ -515,7 +515,7 @@ impl<'a> Host<'a> {
         // is reported by the next step; enroll with the OS trust store then.
         let (file, overrides) = (self.cfg.config_file.clone(), self.cfg.overrides.clone());
         let ca = tokio::task::spawn_blocking(move || {
-            config::load(file.as_deref(), &overrides)
+            assembly::load(file.as_deref(), &overrides)
                 .ok()
                 .and_then(|l| l.settings.relay_ca)
         })

@@ -3,23 +3,65 @@
 //! Why: `run --headless`, the tray, `status` and `doctor` must agree on which
 //! relay this computer talks to and on how the agent is put together, and
 //! four hand-written copies had started to disagree (one silently dropped a
-//! malformed relay URL). The precedence is [`super::config`]'s — managed >
-//! flags > `config.toml` > defaults — and when none of those names a relay,
+//! malformed relay URL). [`load`] decides the effective settings — managed >
+//! flags > `config.toml` > defaults, a bad value an error, never skipped — so
+//! neither [`super::config`] (the file and its rules) nor [`super::managed`]
+//! (the admin's sources) needs the other's merge; when none names a relay,
 //! the one stored with the credentials at enrollment is used. A stored URL
 //! that is not valid is an error, never skipped.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::client::RelayClient;
-use super::config::{self, ConfigError, Settings};
+use super::config::{self, ConfigError, FileConfig, Overrides, Settings};
 use super::credentials::DeviceCredentials;
+use super::managed::{self, Managed};
 use super::outbox::Outbox;
 use super::resolve;
 use super::runner::{Runner, RunnerConfig};
+
+/// A config file that was found (or not) and the settings made from it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    /// Whether the file exists (a missing file means defaults).
+    pub present: bool,
+    pub file: FileConfig,
+    pub settings: Settings,
+    /// What the admin manages on this machine (overrides `file` and flags):
+    /// `managed.keys()` names the settings a user interface shows as managed.
+    pub managed: Managed,
+}
+
+/// Finds, reads and merges the config with `flags`, the admin's managed settings on top.
+pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Loaded, ConfigError> {
+    let path = config::config_path(explicit)?;
+    let present = path.exists();
+    let file = config::load_file(&path)?;
+    let managed = managed::load()?;
+    let mut merged = file.clone();
+    config::anchor_relay_ca_file(&mut merged, &path);
+    let flags = managed.apply(&mut merged, flags);
+    let settings = config::resolve(&merged, &flags).map_err(|e| match e {
+        // Name the file the bad value came from (a flag's names itself).
+        ConfigError::RelayCa(message) if flags.relay_ca_file.is_none() => ConfigError::Malformed {
+            path: path.clone(),
+            message,
+        },
+        other => other,
+    })?;
+    Ok(Loaded {
+        path,
+        present,
+        file,
+        settings,
+        managed,
+    })
+}
 
 /// The relay this computer talks to: `configured` (the effective settings'
 /// relay), else the one stored with `creds`. `config_path` is named in the

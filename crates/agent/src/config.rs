@@ -281,45 +281,6 @@ pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigE
     })
 }
 
-/// A config file that was found (or not) and the settings made from it.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    pub path: PathBuf,
-    /// Whether the file exists (a missing file means defaults).
-    pub present: bool,
-    pub file: FileConfig,
-    pub settings: Settings,
-    /// What the admin manages on this machine (overrides `file` and flags):
-    /// `managed.keys()` names the settings a user interface shows as managed.
-    pub managed: super::managed::Managed,
-}
-
-/// Finds, reads and merges the config with `flags`, the admin's managed settings on top.
-pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Loaded, ConfigError> {
-    let path = config_path(explicit)?;
-    let present = path.exists();
-    let file = load_file(&path)?;
-    let managed = super::managed::load()?;
-    let mut merged = file.clone();
-    anchor_relay_ca_file(&mut merged, &path);
-    let flags = managed.apply(&mut merged, flags);
-    let settings = resolve(&merged, &flags).map_err(|e| match e {
-        // Name the file the bad value came from (a flag's names itself).
-        ConfigError::RelayCa(message) if flags.relay_ca_file.is_none() => ConfigError::Malformed {
-            path: path.clone(),
-            message,
-        },
-        other => other,
-    })?;
-    Ok(Loaded {
-        path,
-        present,
-        file,
-        settings,
-        managed,
-    })
-}
-
 /// A relative `relay_ca_file` in `config_path` is relative to that file's
 /// directory, not to wherever the agent was started.
 pub fn anchor_relay_ca_file(file: &mut FileConfig, config_path: &Path) {

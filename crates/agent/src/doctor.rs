@@ -11,8 +11,9 @@
 use std::path::Path;
 
 use super::assembly;
+use super::assembly::Loaded;
 use super::client::{Health, RelayClient};
-use super::config::{self, ConfigError, Loaded, Overrides, RelayCa};
+use super::config::{self, ConfigError, Overrides, RelayCa};
 use super::credentials::{self, CredentialError, DeviceCredentials, Keychain};
 use super::outbox::Outbox;
 use link_peeler_wire::client::{ExtraRoots, RelayError};
@@ -71,7 +72,7 @@ pub fn run(config_file: Option<&Path>, flags: &Overrides) -> Vec<Check> {
     let mut checks = vec![];
 
     // 1. config
-    let loaded = config::load(config_file, flags);
+    let loaded = assembly::load(config_file, flags);
     checks.push(config_check(&loaded));
 
     // 2. data dir

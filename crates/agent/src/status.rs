@@ -49,7 +49,7 @@ pub fn gather(
     config_file: Option<&Path>,
     flags: &Overrides,
 ) -> Result<Status, config::ConfigError> {
-    let loaded = config::load(config_file, flags)?;
+    let loaded = assembly::load(config_file, flags)?;
     let data_dir = config::data_dir()?;
     let mut st = Status {
         config_path: loaded.path.display().to_string(),

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -380,7 +379,7 @@ async fn the_relay_process_outlives_a_flood_past_its_open_file_limit() {
         &["serve", "--listen", "127.0.0.1:0"],
     )
     .await;
-    let addr: SocketAddr = start["listen"].as_str().unwrap().parse().unwrap();
+    let addr: std::net::SocketAddr = start["listen"].as_str().unwrap().parse().unwrap();
     let mut flood = Vec::new();
     for _ in 0..300 {
         if let Ok(Ok(s)) =
