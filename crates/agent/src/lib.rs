@@ -23,8 +23,9 @@
 //! - [`logging`]: daily-rolling log files (14 kept) + stderr;
 //! - [`status`] and [`doctor`]: what `link-peeler status` and `doctor` report.
 //!
-//! The agent depends on [`link_peeler_wire::protocol`], [`link_peeler_wire::signing`] and the
-//! [`link_peeler_resolver`] only — never on the relay.
+//! May depend on: `link-peeler-wire` (the contract, signing, the signed
+//! client) and `link-peeler-resolver` — never on the relay's code or on any
+//! GUI library (the tray, in the root package, depends on this crate).
 
 pub mod activity;
 pub mod assembly;

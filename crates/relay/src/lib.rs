@@ -12,6 +12,10 @@
 //! connection cap, load shedding), [`tls`], `throttle` (failed enrollments),
 //! [`metrics`], [`admin`] (key and device management shared by the CLI, tests
 //! and the demo), [`cli`] (the `link-peeler-relay` command line) and [`bench`].
+//!
+//! May depend on: `link-peeler-wire` only — never on the agent, the resolver
+//! or any GUI library, so a server build needs no GTK (`cargo build -p
+//! link-peeler-relay`; CI builds it with pkg-config finding nothing).
 
 pub mod admin;
 pub mod bench;

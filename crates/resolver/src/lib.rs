@@ -29,8 +29,9 @@
 //! outcome is a [`Conclusion`], with the hops made so far); nothing is sent to
 //! an address the guard refuses; every resolution has its own cookie jar and
 //! connections; the cost of one resolution is bounded by the whole-chain
-//! deadline and a 256 KiB body cap. This module knows nothing of relays,
-//! agents or the CLI.
+//! deadline and a 256 KiB body cap. This crate knows nothing of relays,
+//! agents or the CLI. May depend on: `link-peeler-wire` (the result types and
+//! the User-Agent rule) only.
 
 mod body;
 pub mod chain;
