@@ -186,6 +186,14 @@ mod tests {
         let set = |p: &Path, m: u32| {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
         };
+        const FILES: [&str; 6] = [
+            LOCK_FILE,
+            "state.json",
+            "managed-enrollment.json",
+            "outbox/job_1.json",
+            "outbox/corrupt/x.json",
+            "logs/agent.2025-01-01.log",
+        ];
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("link-peeler");
         std::fs::create_dir_all(data.join("outbox/corrupt")).unwrap();
@@ -193,14 +201,7 @@ mod tests {
         for d in ["", "outbox", "outbox/corrupt", "logs"] {
             set(&data.join(d), 0o755);
         }
-        for f in [
-            LOCK_FILE,
-            "state.json",
-            "managed-enrollment.json",
-            "outbox/job_1.json",
-            "outbox/corrupt/x.json",
-            "logs/agent.2025-01-01.log",
-        ] {
+        for f in FILES {
             std::fs::write(data.join(f), b"").unwrap();
             set(&data.join(f), 0o644);
         }
@@ -215,14 +216,7 @@ mod tests {
         for d in ["", "outbox", "outbox/corrupt", "logs"] {
             assert_eq!(mode(&data.join(d)), 0o700, "{d}");
         }
-        for f in [
-            LOCK_FILE,
-            "state.json",
-            "managed-enrollment.json",
-            "outbox/job_1.json",
-            "outbox/corrupt/x.json",
-            "logs/agent.2025-01-01.log",
-        ] {
+        for f in FILES {
             assert_eq!(mode(&data.join(f)), 0o600, "{f}");
         }
         assert_eq!(mode(&data.join("bin/tool")), 0o755);
