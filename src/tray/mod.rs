@@ -67,7 +67,7 @@ pub fn run(opts: Options) -> ExitCode {
         Err(e) => return fail(&e.to_string()),
     };
     // One agent per user: the headless agent's lock, so tray and headless exclude each other too.
-    let _lock = match lock::acquire(&data_dir) {
+    let lock = match lock::acquire(&data_dir) {
         Ok(l) => l,
         Err(LockError::AlreadyRunning { pid, .. }) => {
             eprintln!(
@@ -83,6 +83,9 @@ pub fn run(opts: Options) -> ExitCode {
         Ok(g) => g,
         Err(e) => return fail(&format!("{e:#}")),
     };
+    for problem in lock.not_private() {
+        tracing::warn!(%problem, "could not make a file in the data dir private");
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data_dir = %data_dir.display(),

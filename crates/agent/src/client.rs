@@ -86,11 +86,6 @@ impl RelayClient {
         self.client.key_id()
     }
 
-    /// Seconds added to the local clock when signing.
-    pub fn clock_offset(&self) -> i64 {
-        self.client.clock_offset()
-    }
-
     /// Start from a known clock offset (the hidden test clock, or a remembered one).
     pub fn set_clock_offset(&self, offset: i64) {
         self.client.set_clock_offset(offset);

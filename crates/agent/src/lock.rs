@@ -40,15 +40,10 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct InstanceLock {
     _file: File,
-    path: PathBuf,
     not_private: Vec<String>,
 }
 
 impl InstanceLock {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Entries of the data dir that could not be made private (`path: error`),
     /// for a warning once logging runs.
     pub fn not_private(&self) -> &[String] {
@@ -104,7 +99,6 @@ pub fn acquire(data_dir: &Path) -> Result<InstanceLock, LockError> {
     let not_private = make_agent_files_private(data_dir);
     Ok(InstanceLock {
         _file: file,
-        path,
         not_private,
     })
 }

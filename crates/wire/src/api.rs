@@ -43,11 +43,6 @@ impl ApiClient {
         })
     }
 
-    /// The underlying signed client (for endpoints without a method here).
-    pub fn signed(&self) -> &SignedClient {
-        &self.client
-    }
-
     /// `POST /api/links/fetch` with `request` as it is.
     pub async fn submit_request(&self, request: &FetchRequest) -> Result<Submitted, RelayError> {
         let url = self.client.url(paths::LINKS_FETCH);

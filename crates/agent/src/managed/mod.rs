@@ -99,11 +99,6 @@ impl Managed {
         keys
     }
 
-    /// True when `key` (a `config.toml` key name) is managed.
-    pub fn is_managed(&self, key: &str) -> bool {
-        self.keys().contains(&key)
-    }
-
     /// True when the agent can enroll itself: a relay URL and a code are both managed.
     pub fn can_enroll(&self) -> bool {
         self.relay.is_some() && self.enrollment_code.is_some()
@@ -219,6 +214,6 @@ mod tests {
             Some("mine"),
             "unmanaged settings stay the user's"
         );
-        assert!(m.is_managed("capacity") && !m.is_managed("user_agent"));
+        assert!(m.keys().contains(&"capacity") && !m.keys().contains(&"user_agent"));
     }
 }
