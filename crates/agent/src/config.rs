@@ -97,6 +97,9 @@ pub struct Overrides {
     pub user_agent: Option<String>,
     /// `--relay-ca-file` (or the managed `relay_ca_file`).
     pub relay_ca_file: Option<PathBuf>,
+    /// The managed CA file, already read and checked while the managed source
+    /// was validated: used as it is instead of reading the file again.
+    pub relay_ca: Option<RelayCa>,
 }
 
 /// The private CA(s) trusted for the relay: `relay_ca_file` and what it holds.
@@ -267,9 +270,10 @@ pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigE
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
     };
-    let relay_ca = match relay_ca_file {
-        Some(p) => Some(RelayCa::load(&p).map_err(ConfigError::RelayCa)?),
-        None => None,
+    let relay_ca = match (&flags.relay_ca, relay_ca_file) {
+        (Some(loaded), _) => Some(loaded.clone()),
+        (None, Some(p)) => Some(RelayCa::load(&p).map_err(ConfigError::RelayCa)?),
+        (None, None) => None,
     };
     Ok(Settings {
         relay,
@@ -399,6 +403,7 @@ mod tests {
             allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
             user_agent: Some("flag".into()),
             relay_ca_file: None,
+            relay_ca: None,
         };
         let s = resolve(&file, &flags).unwrap();
         assert_eq!(s.capacity, 32);

@@ -129,6 +129,7 @@ impl Managed {
         }
         if let Some(ca) = &self.relay_ca {
             out.relay_ca_file = Some(ca.path.clone());
+            out.relay_ca = Some(ca.clone());
         }
         out
     }
