@@ -369,9 +369,6 @@ async fn serve(
     let relay = super::serve(config).await?;
     let url = relay.url();
     let ops = relay.ops_addr.map(|a| a.to_string());
-    if relay.url().starts_with("http:") && !relay.addr.ip().is_loopback() {
-        eprintln!("link-peeler-relay: warning: {}", super::PLAIN_HTTP_WARNING);
-    }
     match (&dev, json) {
         (None, true) => println!(
             "{}",

@@ -74,6 +74,9 @@ pub struct Throttle {
 struct State {
     overall: Bucket,
     clients: HashMap<IpAddr, Bucket>,
+    /// When the client map was last swept: at most once a second, so a flood
+    /// from many addresses does not turn every attempt into a full scan.
+    swept_at: Option<Instant>,
 }
 
 /// One attempt under way: give it back with [`Throttle::refund`] if it did not fail.
@@ -93,6 +96,7 @@ impl Throttle {
             state: Mutex::new(State {
                 overall: Bucket::full(overall, Instant::now()),
                 clients: HashMap::new(),
+                swept_at: None,
             }),
         }
     }
@@ -102,7 +106,11 @@ impl Throttle {
         let key = client_key(ip);
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = &mut *guard;
-        if state.clients.len() >= 4096 {
+        let sweep_due = state
+            .swept_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+        if state.clients.len() >= 4096 && sweep_due {
+            state.swept_at = Some(now);
             // Forget clients whose bucket is full again: they are as good as new.
             let rate = self.per_client;
             state.clients.retain(|_, b| {

@@ -208,6 +208,8 @@ struct Relay {
     pid: u32,
     url: String,
     ops: String,
+    /// For `/metrics` reads (one client, not one per read).
+    ops_http: reqwest::Client,
 }
 
 impl Relay {
@@ -259,6 +261,7 @@ impl Relay {
         Ok(Relay {
             url: field("url")?,
             ops: format!("http://{}", field("ops")?),
+            ops_http: reqwest::Client::builder().no_proxy().build()?,
             pid,
             child,
         })
@@ -271,9 +274,8 @@ impl Relay {
 
     /// One value of the relay's `/metrics`.
     async fn metric(&self, name: &str) -> anyhow::Result<u64> {
-        let text = reqwest::Client::builder()
-            .no_proxy()
-            .build()?
+        let text = self
+            .ops_http
             .get(format!("{}{}", self.ops, paths::METRICS))
             .send()
             .await?

@@ -23,7 +23,7 @@ mod testing;
 mod waiters;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::Connection;
@@ -77,7 +77,6 @@ struct Inner {
     waiters: Arc<Waiters>,
     stats: Arc<WriterStats>,
     clock: Arc<dyn Clock>,
-    path: PathBuf,
 }
 
 /// Read-only connections for blocking-pool threads. A read first takes one of
@@ -155,13 +154,8 @@ impl Store {
                 waiters,
                 stats,
                 clock,
-                path: path.to_owned(),
             }),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.inner.path
     }
 
     /// Commits and ops of the group commit so far.
