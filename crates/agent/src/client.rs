@@ -134,7 +134,7 @@ impl RelayClient {
 
     fn task_result_url(&self, task_id: &str) -> Url {
         self.client
-            .url_with_segments(&["api", "agent", "tasks", task_id, "result"])
+            .url_with_segments(&paths::task_result_segments(task_id))
     }
 
     /// `GET /healthz` (unsigned): reachability, round trip and the relay's clock.

@@ -77,9 +77,7 @@ impl ApiClient {
 
     /// `GET /api/links/jobs/{jobId}`.
     pub async fn job(&self, job_id: &str) -> Result<Job, RelayError> {
-        let url = self
-            .client
-            .url_with_segments(&["api", "links", "jobs", job_id]);
+        let url = self.client.url_with_segments(&paths::job_segments(job_id));
         let answer = self
             .client
             .send(Method::GET, url, Vec::new(), REQUEST_TIMEOUT)

@@ -525,7 +525,7 @@ mod tests {
         let c =
             SignedClient::new(Url::parse("http://127.0.0.1:9/lp/").unwrap(), None, "t").unwrap();
         assert_eq!(
-            c.url_with_segments(&["api", "agent", "tasks", "a/../b?c", "result"])
+            c.url_with_segments(&crate::protocol::paths::task_result_segments("a/../b?c"))
                 .as_str(),
             "http://127.0.0.1:9/lp/api/agent/tasks/a%2F..%2Fb%3Fc/result"
         );

@@ -57,14 +57,11 @@ pub fn router(state: AppState) -> Router {
     ));
     let routes = Router::new()
         .route(paths::LINKS_FETCH, post(links::fetch))
-        .route("/api/links/jobs", get(links::find))
-        .route("/api/links/jobs/{job_id}", get(links::get_job))
+        .route(paths::LINKS_JOBS, get(links::find))
+        .route(paths::LINKS_JOB, get(links::get_job))
         .route(paths::AGENT_ENROLL, enroll)
         .route(paths::AGENT_POLL, post(agent::poll))
-        .route(
-            "/api/agent/tasks/{task_id}/result",
-            post(agent::post_result),
-        )
+        .route(paths::AGENT_TASK_RESULT, post(agent::post_result))
         .route(paths::HEALTHZ, get(ops::healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

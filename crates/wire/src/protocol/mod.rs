@@ -43,6 +43,21 @@ pub mod paths {
     pub const AGENT_POLL: &str = "/api/agent/poll";
     pub const HEALTHZ: &str = "/healthz";
     pub const METRICS: &str = "/metrics";
+    /// Route template of `GET /api/links/jobs/{jobId}` (the relay's router).
+    pub const LINKS_JOB: &str = "/api/links/jobs/{job_id}";
+    /// Route template of `POST /api/agent/tasks/{taskId}/result` (the relay's router).
+    pub const AGENT_TASK_RESULT: &str = "/api/agent/tasks/{task_id}/result";
+
+    /// The path segments of `GET /api/links/jobs/{jobId}`, for clients that
+    /// percent-encode each segment (`SignedClient::url_with_segments`).
+    pub fn job_segments(job_id: &str) -> [&str; 4] {
+        ["api", "links", "jobs", job_id]
+    }
+
+    /// The path segments of `POST /api/agent/tasks/{taskId}/result`.
+    pub fn task_result_segments(task_id: &str) -> [&str; 5] {
+        ["api", "agent", "tasks", task_id, "result"]
+    }
 
     /// `GET /api/links/jobs/{jobId}`
     pub fn job(job_id: &str) -> String {
