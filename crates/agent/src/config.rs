@@ -574,4 +574,15 @@ mod tests {
                 .any(|n| n.contains(&IpAddr::from(std::net::Ipv6Addr::LOCALHOST)))
         );
     }
+
+    #[test]
+    fn a_relay_ca_file_over_the_size_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.pem");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_CA_FILE_BYTES + 1).unwrap();
+        let e = RelayCa::load(&big).unwrap_err();
+        assert!(e.contains("larger than") && e.contains("big.pem"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
 }
