@@ -37,7 +37,9 @@ mod body;
 pub mod chain;
 mod client;
 pub mod error;
-pub mod guard;
+/// The SSRF guard, its own crate (`link-peeler-guard`) because the relay's
+/// webhook deliveries pass the same guard.
+pub use link_peeler_guard as guard;
 mod hop;
 mod html;
 pub mod javascript;

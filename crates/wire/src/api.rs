@@ -10,7 +10,8 @@ use url::Url;
 
 use crate::client::{REQUEST_TIMEOUT, RelayError, SignedClient};
 use crate::protocol::{
-    FetchOptions, FetchRequest, HEADER_IDEMPOTENT_REPLAYED, Job, JobStatus, paths,
+    BatchItem, BatchRequest, BatchResponse, EventsPage, FetchOptions, FetchRequest,
+    HEADER_IDEMPOTENT_REPLAYED, Job, JobList, JobStatus, paths,
 };
 use crate::signing::Signer;
 
@@ -83,6 +84,73 @@ impl ApiClient {
             .send(Method::GET, url, Vec::new(), REQUEST_TIMEOUT)
             .await?;
         answer.json("job")
+    }
+
+    /// `POST /api/links/batch`: one outcome per request, in order.
+    pub async fn batch(&self, jobs: &[FetchRequest]) -> Result<Vec<BatchItem>, RelayError> {
+        let url = self.client.url(paths::LINKS_BATCH);
+        let body = serde_json::to_vec(&BatchRequest {
+            jobs: jobs.to_vec(),
+        })
+        .map_err(|e| RelayError::unreadable(0, format!("cannot encode the batch: {e}")))?;
+        let answer = self
+            .client
+            .send(Method::POST, url, body, REQUEST_TIMEOUT)
+            .await?;
+        let page: BatchResponse = answer.json("batch results")?;
+        if page.results.len() != jobs.len() {
+            return Err(RelayError::unreadable(
+                answer.status.as_u16(),
+                format!(
+                    "the relay answered {} outcomes for {} jobs",
+                    page.results.len(),
+                    jobs.len()
+                ),
+            ));
+        }
+        Ok(page.results)
+    }
+
+    /// `GET /api/links/events?after=…&waitSeconds=…&limit=…`: the jobs of this
+    /// key that finished after `after` (from the start when `None`), waiting up
+    /// to `wait` for one when there is none yet.
+    pub async fn events(
+        &self,
+        after: Option<&str>,
+        wait: Duration,
+        limit: Option<u32>,
+    ) -> Result<EventsPage, RelayError> {
+        let mut url = self.client.url(paths::LINKS_EVENTS);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(after) = after {
+                q.append_pair("after", after);
+            }
+            q.append_pair("waitSeconds", &wait.as_secs().to_string());
+            if let Some(limit) = limit {
+                q.append_pair("limit", &limit.to_string());
+            }
+        }
+        let answer = self
+            .client
+            .send(Method::GET, url, Vec::new(), REQUEST_TIMEOUT + wait)
+            .await?;
+        answer.json("events")
+    }
+
+    /// `GET /api/links/jobs?…`: one page of this key's jobs. `filters` are
+    /// query pairs as protocol.md §3.11 names them (`source`, `rowId`,
+    /// `status`, `createdAfter`, `createdBefore`, `limit`, `cursor`).
+    pub async fn list_jobs(&self, filters: &[(&str, &str)]) -> Result<JobList, RelayError> {
+        let mut url = self.client.url(paths::LINKS_JOBS);
+        if !filters.is_empty() {
+            url.query_pairs_mut().extend_pairs(filters);
+        }
+        let answer = self
+            .client
+            .send(Method::GET, url, Vec::new(), REQUEST_TIMEOUT)
+            .await?;
+        answer.json("job list")
     }
 
     /// Reads the job every `interval` until it is `done` or `failed`, or `deadline` passes.

@@ -150,6 +150,7 @@ fn insert_job(
         resolved_by: None,
         result: None,
         error: None,
+        webhook: None,
     })
 }
 
@@ -179,6 +180,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             }),
             _ => None,
         },
+        webhook: None,
     })
 }
 

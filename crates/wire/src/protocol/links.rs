@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ErrorCode, ResolutionResult};
+use super::{ApiError, ErrorCode, ResolutionResult, WebhookStatus};
 
 /// Longest `trackingUrl` accepted.
 pub const MAX_TRACKING_URL_LEN: usize = 8192;
@@ -175,6 +175,9 @@ pub struct Job {
     pub result: Option<ResolutionResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
+    /// The finished job's webhook delivery, when its key has a webhook URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookStatus>,
 }
 
 #[cfg(test)]

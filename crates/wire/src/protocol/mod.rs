@@ -6,7 +6,9 @@
 //! for programs we do not control, so every type is pinned by tests.
 
 mod agent;
+mod batch;
 mod error;
+mod events;
 mod links;
 mod result;
 
@@ -14,7 +16,15 @@ pub use agent::{
     EnrollRequest, EnrollResponse, MAX_POLL_CAPACITY, MAX_POLL_WAIT_SECONDS, PollRequest,
     PollResponse, ResultPost, Task,
 };
+pub use batch::{
+    BatchItem, BatchOutcome, BatchRequest, BatchResponse, MAX_BATCH_BODY_BYTES, MAX_BATCH_JOBS,
+};
 pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use events::{
+    DEFAULT_PAGE_LIMIT, Event, EventName, EventsPage, HEADER_WEBHOOK_DELIVERY,
+    HEADER_WEBHOOK_EVENT, JobList, MAX_EVENTS_WAIT_SECONDS, MAX_PAGE_LIMIT, WebhookState,
+    WebhookStatus,
+};
 pub use links::{
     FetchOptions, FetchRequest, Job, JobError, JobStatus, MAX_TRACKING_URL_LEN, USER_AGENT_RULE,
     is_valid_user_agent,
@@ -32,13 +42,16 @@ pub const HEADER_SIGNATURE: &str = "x-link-peeler-signature";
 /// Response header set when an idempotent submission is answered from the stored job.
 pub const HEADER_IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
-/// Largest request body the relay reads (protocol.md §2).
+/// Largest request body the relay reads (protocol.md §2), but for a batch
+/// ([`MAX_BATCH_BODY_BYTES`]).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// API paths, in one place so the relay router and clients cannot drift apart.
 pub mod paths {
     pub const LINKS_FETCH: &str = "/api/links/fetch";
     pub const LINKS_JOBS: &str = "/api/links/jobs";
+    pub const LINKS_BATCH: &str = "/api/links/batch";
+    pub const LINKS_EVENTS: &str = "/api/links/events";
     pub const AGENT_ENROLL: &str = "/api/agent/enroll";
     pub const AGENT_POLL: &str = "/api/agent/poll";
     pub const HEALTHZ: &str = "/healthz";

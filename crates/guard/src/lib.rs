@@ -1,4 +1,9 @@
-//! The SSRF guard: which hosts and addresses a resolution may reach.
+//! The SSRF guard: which hosts and addresses an outbound request may reach.
+//!
+//! Its own crate because two programs make requests to URLs that someone
+//! else chose: the agent's resolver follows every hop through it, and the
+//! relay delivers webhooks through it. Both need the same answer to "may
+//! this address be reached", and neither may depend on the other.
 //!
 //! A URL from an external system must never reach the user's router, printer,
 //! localhost or a cloud metadata address. The guard is enforced in three

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
 
-use link_peeler_resolver::guard::{Guard, deny_rule};
+use link_peeler_guard::{Guard, deny_rule};
 use proptest::prelude::*;
 
 /// One guard for every case: its interface cache is shared, like the resolver's.
