@@ -16,6 +16,11 @@ pub fn list_keys(db: &Path) -> anyhow::Result<Vec<KeyInfo>> {
     admin::list_keys(&store::open_admin(db)?)
 }
 
+/// Sets (`Some`) or clears (`None`) a key's webhook URL; `Ok(false)` when no such key exists.
+pub fn set_webhook(db: &Path, key_id: &str, url: Option<&str>) -> anyhow::Result<bool> {
+    admin::set_webhook_url(&store::open_admin(db)?, key_id, url)
+}
+
 /// `Ok(false)` when no such key exists.
 pub fn revoke_key(db: &Path, key_id: &str) -> anyhow::Result<bool> {
     admin::revoke_key(&store::open_admin(db)?, key_id, now_ms())

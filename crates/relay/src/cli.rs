@@ -65,6 +65,14 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Let webhook deliveries reach this otherwise refused network (CIDR, e.g.
+    /// 10.1.2.0/24); repeatable. Loopback, private, link-local and metadata
+    /// addresses are refused unless opened here
+    #[arg(long, value_name = "CIDR")]
+    pub webhook_allow_network: Vec<ipnet::IpNet>,
+    /// Seconds one webhook attempt may take, connecting included
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub webhook_timeout_seconds: u64,
     #[command(flatten)]
     pub edge: EdgeArgs,
 }
@@ -135,9 +143,22 @@ pub enum KeysCommand {
         /// Create an lp_test_ key instead of lp_live_
         #[arg(long)]
         test: bool,
+        /// POST each finished job to this http(s) URL, signed with the key's secret
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
     },
     /// List API keys (never their secrets)
     List,
+    /// Set or remove an API key's webhook URL (jobs finishing afterwards use it)
+    SetWebhook {
+        key_id: String,
+        /// The http(s) URL finished jobs are posted to
+        #[arg(required_unless_present = "none", conflicts_with = "none")]
+        url: Option<String>,
+        /// Remove the webhook URL
+        #[arg(long)]
+        none: bool,
+    },
     /// Revoke an API key; its next request fails with revoked_key
     Revoke { key_id: String },
 }
@@ -188,6 +209,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 lease_duration: Duration::from_secs(args.lease_seconds),
                 retention: Duration::from_secs(args.retention_days * 24 * 3600),
                 tls,
+                webhook_allow_networks: args.webhook_allow_network,
+                webhook_timeout: Duration::from_secs(args.webhook_timeout_seconds),
                 ..RelayConfig::default()
             });
             runtime()?.block_on(serve(config, json, None))
@@ -226,6 +249,7 @@ fn keys(db: &std::path::Path, cmd: KeysCommand, json: bool) -> anyhow::Result<Ex
             daily_limit,
             max_queued,
             test,
+            webhook_url,
         } => {
             let k = admin::create_key(
                 db,
@@ -234,14 +258,20 @@ fn keys(db: &std::path::Path, cmd: KeysCommand, json: bool) -> anyhow::Result<Ex
                     daily_limit,
                     max_queued,
                     test,
+                    webhook_url,
                 },
             )?;
             if json {
                 println!("{}", serde_json::to_string(&k)?);
             } else {
                 println!(
-                    "key id:  {}\nsecret:  {}\nname:    {}\nlimits:  {} jobs/day, {} queued\n\nThe secret is shown only now. Store it in your secret manager.",
-                    k.key_id, k.secret, k.name, k.daily_limit, k.max_queued
+                    "key id:  {}\nsecret:  {}\nname:    {}\nlimits:  {} jobs/day, {} queued\nwebhook: {}\n\nThe secret is shown only now. Store it in your secret manager.",
+                    k.key_id,
+                    k.secret,
+                    k.name,
+                    k.daily_limit,
+                    k.max_queued,
+                    k.webhook_url.as_deref().unwrap_or("none")
                 );
             }
         }
@@ -255,8 +285,8 @@ fn keys(db: &std::path::Path, cmd: KeysCommand, json: bool) -> anyhow::Result<Ex
                 );
             } else {
                 println!(
-                    "{:<32} {:<20} {:>10} {:>10} {:>7}  STATUS",
-                    "KEY ID", "NAME", "DAILY", "MAXQUEUED", "QUEUED"
+                    "{:<32} {:<20} {:>10} {:>10} {:>7}  {:<16} WEBHOOK",
+                    "KEY ID", "NAME", "DAILY", "MAXQUEUED", "QUEUED", "STATUS"
                 );
                 for k in keys {
                     let status = k
@@ -264,13 +294,27 @@ fn keys(db: &std::path::Path, cmd: KeysCommand, json: bool) -> anyhow::Result<Ex
                         .as_deref()
                         .map_or("active".to_owned(), |t| format!("revoked {t}"));
                     println!(
-                        "{:<32} {:<20} {:>10} {:>10} {:>7}  {status}",
+                        "{:<32} {:<20} {:>10} {:>10} {:>7}  {status:<16} {}",
                         k.key_id,
                         truncate(&k.name, 20),
                         k.daily_limit,
                         k.max_queued,
-                        k.queued
+                        k.queued,
+                        k.webhook_url.as_deref().unwrap_or("-")
                     );
+                }
+            }
+        }
+        KeysCommand::SetWebhook { key_id, url, .. } => {
+            if !admin::set_webhook(db, &key_id, url.as_deref())? {
+                anyhow::bail!("no API key {key_id}");
+            }
+            if json {
+                println!("{}", json!({ "keyId": key_id, "webhookUrl": url }));
+            } else {
+                match url {
+                    Some(u) => println!("{key_id} now posts finished jobs to {u}"),
+                    None => println!("{key_id} has no webhook URL now"),
                 }
             }
         }

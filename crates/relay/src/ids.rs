@@ -50,6 +50,11 @@ pub fn job_id() -> String {
     format!("job_{}", random_hex(12))
 }
 
+/// A webhook delivery's id, the same on every attempt (`X-Link-Peeler-Delivery`).
+pub fn delivery_id() -> String {
+    format!("whd_{}", random_hex(12))
+}
+
 pub fn lease_id() -> String {
     format!("lease_{}", random_hex(16))
 }

@@ -5,7 +5,9 @@
 //! (SQLite WAL, `synchronous=FULL`, group commit), every signed request is
 //! checked in protocol order with a constant-time MAC, nonces cannot be replayed
 //! while their timestamp is acceptable, and a task is leased to one agent at
-//! a time. The relay never fetches a URL: resolving is the agent's job.
+//! a time. The relay fetches nothing but webhook deliveries ([`webhooks`]),
+//! through the same SSRF guard as the agent's resolver: resolving links is
+//! the agent's job.
 //!
 //! Rooms: [`store`] (durable state, the single writer), `http` (routes and
 //! authentication), `server` (the accept loop: connection deadlines, the
@@ -28,6 +30,7 @@ mod server;
 pub mod store;
 mod throttle;
 pub mod tls;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,6 +98,13 @@ pub struct RelayConfig {
     pub enroll_failures_total: u32,
     /// The window of the two enrollment limits (one minute).
     pub enroll_window: Duration,
+    /// Networks webhook deliveries may reach although the guard refuses them
+    /// by default (`serve --webhook-allow-network`).
+    pub webhook_allow_networks: Vec<ipnet::IpNet>,
+    /// One webhook attempt's deadline, connecting included.
+    pub webhook_timeout: Duration,
+    /// The bound of a webhook's first retry wait (5 s; tests shorten it).
+    pub webhook_retry_base: Duration,
 }
 
 impl Default for RelayConfig {
@@ -115,6 +125,9 @@ impl Default for RelayConfig {
             enroll_failures_per_ip: DEFAULT_ENROLL_FAILURES_PER_IP,
             enroll_failures_total: DEFAULT_ENROLL_FAILURES_TOTAL,
             enroll_window: Duration::from_secs(60),
+            webhook_allow_networks: Vec::new(),
+            webhook_timeout: webhooks::ATTEMPT_TIMEOUT,
+            webhook_retry_base: webhooks::backoff::BASE,
         }
     }
 }
@@ -132,6 +145,7 @@ pub struct RunningRelay {
     server: JoinHandle<std::io::Result<()>>,
     ops: Option<JoinHandle<std::io::Result<()>>>,
     maintenance: JoinHandle<()>,
+    webhooks: JoinHandle<()>,
 }
 
 impl RunningRelay {
@@ -171,6 +185,7 @@ impl RunningRelay {
             None => Ok(Ok(())),
         };
         self.maintenance.abort();
+        let _ = self.webhooks.await;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.close()).await?;
         served??;
@@ -209,6 +224,16 @@ pub async fn serve(config: RelayConfig) -> anyhow::Result<RunningRelay> {
         tokio::spawn(server::run(l, ops))
     });
     let maintenance = tokio::spawn(maintain(store.clone(), config.clone(), shutdown.clone()));
+    let webhooks = tokio::spawn(webhooks::run(
+        store.clone(),
+        webhooks::WebhookConfig {
+            allow_networks: config.webhook_allow_networks.clone(),
+            attempt_timeout: config.webhook_timeout,
+            retry_base: config.webhook_retry_base,
+            ..webhooks::WebhookConfig::default()
+        },
+        shutdown.clone(),
+    ));
     let https = tls.is_some();
     let db = config.db_path.display();
     tracing::info!(%addr, https, ops = ?ops_addr, max_connections, %db, "relay listening");
@@ -225,6 +250,7 @@ pub async fn serve(config: RelayConfig) -> anyhow::Result<RunningRelay> {
         server,
         ops,
         maintenance,
+        webhooks,
     })
 }
 

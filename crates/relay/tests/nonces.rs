@@ -48,9 +48,11 @@ async fn a_400_after_the_signature_verified_spends_the_nonce() {
     let api = relay.api(&relay.key());
     let id = job(&api, "k1", "https://trk.example/1").await;
 
-    // The query is not signed: refused for its missing idempotencyKey…
+    // The query is not signed: refused for its empty idempotencyKey…
     let lookup = api.capture("");
-    let a = api.send_get(paths::LINKS_JOBS, &lookup).await;
+    let a = api
+        .send_get(&format!("{}?idempotencyKey=", paths::LINKS_JOBS), &lookup)
+        .await;
     assert_eq!((a.status, a.code()), (400, "invalid_request"), "{a:?}");
     // …the same request with a query added must not then succeed.
     let a = api

@@ -24,10 +24,19 @@ use link_peeler_wire::signing::{self, SignedHeaders};
 /// `Content-Length`) and while reading them (chunked), and refusing
 /// compressed ones: the signature covers the bytes as sent.
 pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Rejection> {
+    read_body_up_to(headers, body, MAX_BODY_BYTES).await
+}
+
+/// [`read_body`] with another limit (a batch's).
+pub async fn read_body_up_to(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, Rejection> {
     let too_large = || {
         Rejection::new(
             ErrorCode::PayloadTooLarge,
-            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+            format!("request body exceeds {limit} bytes"),
         )
     };
     for enc in headers.get_all(header::CONTENT_ENCODING) {
@@ -53,25 +62,23 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Rejecti
             .ok_or_else(|| {
                 Rejection::new(ErrorCode::InvalidRequest, "Content-Length is malformed")
             })?;
-        if len > MAX_BODY_BYTES as u64 {
+        if len > limit as u64 {
             return Err(too_large());
         }
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            let mut source: Option<&dyn std::error::Error> = Some(&e);
-            while let Some(s) = source {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
-                }
-                source = s.source();
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
             }
-            Rejection::new(
-                ErrorCode::InvalidRequest,
-                format!("could not read the request body: {e}"),
-            )
-        })
+            source = s.source();
+        }
+        Rejection::new(
+            ErrorCode::InvalidRequest,
+            format!("could not read the request body: {e}"),
+        )
+    })
 }
 
 /// An authenticated caller.

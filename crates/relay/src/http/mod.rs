@@ -13,6 +13,7 @@ mod auth;
 mod edge;
 mod links;
 mod ops;
+mod query;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::LINKS_FETCH, post(links::fetch))
         .route(paths::LINKS_JOBS, get(links::find))
         .route(paths::LINKS_JOB, get(links::get_job))
+        .route(paths::LINKS_BATCH, post(links::batch))
+        .route(paths::LINKS_EVENTS, get(links::events))
         .route(paths::AGENT_ENROLL, enroll)
         .route(paths::AGENT_POLL, post(agent::poll))
         .route(paths::AGENT_TASK_RESULT, post(agent::post_result))

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::StoreError;
 use crate::ids;
 use link_peeler_wire::protocol::{
-    ErrorCode, FetchOptions, FetchRequest, Job, JobError, JobStatus, ResolutionResult,
+    ErrorCode, EventName, FetchOptions, FetchRequest, Job, JobError, JobStatus, ResolutionResult,
 };
 
 /// Outcome of a submission.
@@ -44,6 +44,30 @@ pub fn submit(
     count_submission(conn, key_id, day)?;
     let job = insert_job(conn, key_id, req, &canonical, now)?;
     Ok(Submitted { job, created: true })
+}
+
+/// Submits each request as [`submit`] would, one after the other in this
+/// transaction. An item refused by idempotency or quota gets its error in
+/// its place; any other failure fails the whole batch.
+pub fn submit_batch(
+    conn: &Connection,
+    key_id: &str,
+    requests: &[FetchRequest],
+    now: i64,
+) -> Result<Vec<Result<Submitted, StoreError>>, StoreError> {
+    let mut out = Vec::with_capacity(requests.len());
+    for req in requests {
+        match submit(conn, key_id, req, now) {
+            Ok(s) => out.push(Ok(s)),
+            Err(
+                e @ (StoreError::IdempotencyConflict
+                | StoreError::QueueFull { .. }
+                | StoreError::QuotaExceeded { .. }),
+            ) => out.push(Err(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// The job an earlier submission with this idempotency key created, if its
@@ -154,9 +178,15 @@ fn insert_job(
     })
 }
 
-const JOB_COLUMNS: &str = "id, idempotency_key, tracking_url, source, row_id, status, attempts, created_at, updated_at, resolved_by, result, error_code, error_message";
+/// Every read of a job: the job, its webhook delivery if any (columns
+/// 13–20), its finish number (21) and its queue position (22). Callers
+/// append `WHERE` on `j.` columns.
+pub(super) const JOB_SELECT: &str = "SELECT j.id, j.idempotency_key, j.tracking_url, j.source, j.row_id, j.status, j.attempts, j.created_at, j.updated_at, j.resolved_by, j.result, j.error_code, j.error_message,
+        d.id, d.event, d.state, d.attempts, d.last_attempt_at, d.last_status, d.last_error, d.next_attempt_at,
+        j.finished_seq, j.seq
+ FROM jobs j LEFT JOIN webhook_deliveries d ON d.job_id = j.id";
 
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+pub(super) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let status: String = r.get(5)?;
     let result: Option<String> = r.get(10)?;
     let error_code: Option<String> = r.get(11)?;
@@ -180,14 +210,14 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             }),
             _ => None,
         },
-        webhook: None,
+        webhook: super::webhooks::status_from_row(r, 13)?,
     })
 }
 
 /// A job as its owner sees it; `None` for other keys' jobs.
 pub fn get(conn: &Connection, key_id: &str, job_id: &str) -> rusqlite::Result<Option<Job>> {
     conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND api_key_id = ?2"
+        "{JOB_SELECT} WHERE j.id = ?1 AND j.api_key_id = ?2"
     ))?
     .query_row(params![job_id, key_id], job_from_row)
     .optional()
@@ -199,7 +229,7 @@ pub fn find_by_idempotency_key(
     idempotency_key: &str,
 ) -> rusqlite::Result<Option<Job>> {
     conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE api_key_id = ?1 AND idempotency_key = ?2"
+        "{JOB_SELECT} WHERE j.api_key_id = ?1 AND j.idempotency_key = ?2"
     ))?
     .query_row(params![key_id, idempotency_key], job_from_row)
     .optional()
@@ -305,7 +335,8 @@ pub fn release(conn: &Connection, lease_ids: &[String], now: i64) -> rusqlite::R
 }
 
 /// Stores an agent's result if it still holds the lease. Re-posting with the
-/// same lease after success is answered 200 again (idempotent).
+/// same lease after success is answered 200 again (idempotent). `true` when
+/// this call finished the job (so its finish event and webhook exist now).
 pub fn post_result(
     conn: &Connection,
     device_id: &str,
@@ -313,7 +344,7 @@ pub fn post_result(
     lease_id: &str,
     result_json: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let row: Option<(String, Option<String>, Option<String>, String)> = conn
         .prepare_cached(
             "SELECT status, lease_id, lease_device, api_key_id FROM jobs WHERE id = ?1",
@@ -329,7 +360,7 @@ pub fn post_result(
     };
     let ours = held_lease.as_deref() == Some(lease_id) && held_by.as_deref() == Some(device_id);
     match (status.as_str(), ours) {
-        ("done", true) => Ok(()),
+        ("done", true) => Ok(false),
         ("leased", true) => {
             conn.prepare_cached(
                 "UPDATE jobs SET status = 'done', result = ?2, resolved_by = ?3, updated_at = ?4,
@@ -338,8 +369,9 @@ pub fn post_result(
             )?
             .execute(params![task_id, result_json, device_id, now])?;
             conn.prepare_cached("UPDATE api_keys SET queued = queued - 1 WHERE id = ?1")?
-                .execute([api_key_id])?;
-            Ok(())
+                .execute([&api_key_id])?;
+            super::events::finished(conn, task_id, &api_key_id, EventName::JobDone, now)?;
+            Ok(true)
         }
         _ => Err(StoreError::LeaseLost),
     }
@@ -361,7 +393,7 @@ const END_LEASES: &str = "UPDATE {table} SET expiries = expiries + 1, lease_id =
         error_message = CASE WHEN expiries + 1 >= ?2
             THEN 'the lease expired ' || (expiries + 1) || ' times without a result' ELSE NULL END
  WHERE status = 'leased' AND {which}
- RETURNING status, api_key_id";
+ RETURNING status, api_key_id, id";
 
 /// Requeues jobs whose lease expired, or whose device was revoked (its
 /// results would be refused, so its tasks need not wait out the lease);
@@ -396,15 +428,18 @@ fn end_leases(
     max_expiries: u32,
     reaped: &mut Reaped,
 ) -> rusqlite::Result<()> {
-    let rows: Vec<(String, String)> = conn
+    let rows: Vec<(String, String, String)> = conn
         .prepare_cached(sql)?
-        .query_map(params![now, max_expiries], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![now, max_expiries], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<Result<_, _>>()?;
-    for (status, api_key_id) in rows {
+    for (status, api_key_id, job_id) in rows {
         if status == "failed" {
             reaped.failed += 1;
             conn.prepare_cached("UPDATE api_keys SET queued = queued - 1 WHERE id = ?1")?
-                .execute([api_key_id])?;
+                .execute([&api_key_id])?;
+            super::events::finished(conn, &job_id, &api_key_id, EventName::JobFailed, now)?;
         } else {
             reaped.requeued += 1;
         }
@@ -434,7 +469,11 @@ pub fn prune_nonces(conn: &Connection, now_secs: i64) -> rusqlite::Result<usize>
 }
 
 /// Deletes finished jobs older than the retention (idempotency lives as long as the job).
+/// Their webhook deliveries go with them (a delivery is created when its job
+/// finishes, so it is never younger than the job's last update).
 pub fn prune_finished(conn: &Connection, older_than: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM webhook_deliveries WHERE created_at < ?1")?
+        .execute([older_than])?;
     conn.prepare_cached("DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?1")?
         .execute([older_than])
 }

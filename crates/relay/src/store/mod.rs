@@ -15,12 +15,14 @@
 //! [`Clock`], so tests can move it instead of waiting.
 
 mod error;
+mod events;
 mod jobs;
 mod principals;
 mod schema;
 #[cfg(test)]
 mod testing;
 mod waiters;
+mod webhooks;
 mod writer;
 
 use std::path::Path;
@@ -30,6 +32,7 @@ use rusqlite::Connection;
 use tokio::sync::{Semaphore, oneshot};
 
 pub use error::{CodeRefusal, StoreError};
+pub use events::ListFilter;
 pub use jobs::{Claimed, ClaimedTask, Reaped, Submitted};
 pub use principals::{
     CreatedKey, DEFAULT_CODE_TTL_MS, DEFAULT_DAILY_LIMIT, DEFAULT_MAX_QUEUED, DeviceInfo,
@@ -38,10 +41,11 @@ pub use principals::{
 pub use schema::SCHEMA_VERSION;
 use waiters::Waiters;
 pub use waiters::{MAX_POLLS_PER_DEVICE, PollPermit, Waiter};
+pub use webhooks::{Attempt, DueDelivery, Slots, target_of};
 use writer::{Envelope, Op};
 pub use writer::{NonceUse, WriterStats};
 
-use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, FetchRequest, Job};
+use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, Event, FetchRequest, Job};
 
 /// Read connections kept open for request handlers.
 const READERS: usize = 4;
@@ -77,6 +81,9 @@ struct Inner {
     waiters: Arc<Waiters>,
     stats: Arc<WriterStats>,
     clock: Arc<dyn Clock>,
+    /// The last finish number committed: the results feed and the webhook
+    /// dispatcher wait on it.
+    finishes: tokio::sync::watch::Receiver<i64>,
 }
 
 /// Read-only connections for blocking-pool threads. A read first takes one of
@@ -137,6 +144,7 @@ impl Store {
     /// [`Store::open`] with another clock (tests move time instead of waiting it out).
     pub fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
         let conn = schema::open(path)?;
+        let (finishes_tx, finishes) = tokio::sync::watch::channel(events::last_finish(&conn)?);
         let readers = Readers::open(path)?;
         let (tx, rx) = mpsc::channel();
         let waiters = Arc::new(Waiters::default());
@@ -145,7 +153,7 @@ impl Store {
         let writer_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("relay-writer".into())
-            .spawn(move || writer::run(conn, rx, writer_waiters, writer_stats))?;
+            .spawn(move || writer::run(conn, rx, writer_waiters, writer_stats, finishes_tx))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
@@ -154,8 +162,19 @@ impl Store {
                 waiters,
                 stats,
                 clock,
+                finishes,
             }),
         })
+    }
+
+    /// Moves when jobs finish (to the last finish number committed).
+    pub fn finishes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.finishes.clone()
+    }
+
+    /// The store clock's "now" (ms since the epoch).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// Commits and ops of the group commit so far.
@@ -277,6 +296,80 @@ impl Store {
         .await
     }
 
+    /// Submits each request in order, in one transaction (`POST /api/links/batch`).
+    pub async fn submit_batch(
+        &self,
+        key_id: &str,
+        requests: Vec<FetchRequest>,
+        nonce: NonceUse,
+    ) -> Result<Vec<Result<Submitted, StoreError>>, StoreError> {
+        let key_id = key_id.to_owned();
+        self.call(
+            |reply| Op::SubmitBatch {
+                key_id,
+                requests,
+                reply,
+            },
+            Some(nonce),
+        )
+        .await
+    }
+
+    /// Up to `limit` of the key's finished jobs after the finish number `after`.
+    pub async fn events(
+        &self,
+        key_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let key_id = key_id.to_owned();
+        self.read(move |c| events::page(c, &key_id, after, limit))
+            .await
+    }
+
+    /// One page of the key's jobs, and the next page's cursor.
+    pub async fn list_jobs(
+        &self,
+        key_id: &str,
+        filter: ListFilter,
+    ) -> Result<(Vec<Job>, Option<i64>), StoreError> {
+        let key_id = key_id.to_owned();
+        self.read(move |c| events::list(c, &key_id, &filter)).await
+    }
+
+    /// Claims due webhook deliveries that fit `slots` for one attempt each.
+    pub async fn claim_deliveries(
+        &self,
+        lease_ms: i64,
+        slots: Slots,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.call(
+            |reply| Op::ClaimDeliveries {
+                lease_ms,
+                slots,
+                reply,
+            },
+            None,
+        )
+        .await
+    }
+
+    /// Records how a webhook attempt ended.
+    pub async fn record_attempt(&self, attempt: Attempt) -> Result<(), StoreError> {
+        self.call(|reply| Op::RecordAttempt { attempt, reply }, None)
+            .await
+    }
+
+    /// When the earliest pending webhook delivery is due.
+    pub async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        self.read(webhooks::next_due).await
+    }
+
+    /// Webhook deliveries by state, for `/metrics`.
+    pub async fn count_deliveries_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(webhooks::count_by_state).await
+    }
+
     /// A job as its owner sees it; `None` for unknown ids and other keys' jobs.
     pub async fn get_job(&self, key_id: &str, job_id: &str) -> Result<Option<Job>, StoreError> {
         let (key_id, job_id) = (key_id.to_owned(), job_id.to_owned());
@@ -382,8 +475,8 @@ pub fn open_admin(path: &Path) -> anyhow::Result<Connection> {
 /// Admin operations on an open connection; each is one short transaction.
 pub mod admin {
     pub use super::principals::{
-        create_enrollment_code, create_enrollment_codes, create_key, list_devices, list_keys,
-        revoke_device, revoke_key,
+        check_webhook_url, create_enrollment_code, create_enrollment_codes, create_key,
+        list_devices, list_keys, revoke_device, revoke_key, set_webhook_url,
     };
 }
 

@@ -68,6 +68,8 @@ pub struct KeyInfo {
     pub queued: u32,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// Where the key's finished jobs are posted (protocol.md §3.12).
+    pub webhook_url: Option<String>,
 }
 
 /// A freshly created API key: the only time its secret is shown.
@@ -80,6 +82,7 @@ pub struct CreatedKey {
     pub daily_limit: u32,
     pub max_queued: u32,
     pub created_at: String,
+    pub webhook_url: Option<String>,
 }
 
 impl std::fmt::Debug for CreatedKey {
@@ -100,6 +103,8 @@ pub struct NewKey {
     pub max_queued: u32,
     /// `lp_test_` instead of `lp_live_`.
     pub test: bool,
+    /// Where finished jobs are posted ([`check_webhook_url`]).
+    pub webhook_url: Option<String>,
 }
 
 impl NewKey {
@@ -109,17 +114,21 @@ impl NewKey {
             daily_limit: DEFAULT_DAILY_LIMIT,
             max_queued: DEFAULT_MAX_QUEUED,
             test: false,
+            webhook_url: None,
         }
     }
 }
 
 pub fn create_key(conn: &Connection, new: &NewKey, now: i64) -> anyhow::Result<CreatedKey> {
     check_name(&new.name)?;
+    if let Some(url) = &new.webhook_url {
+        check_webhook_url(url)?;
+    }
     let key_id = ids::key_id(new.test);
     let secret = ids::key_secret(new.test);
     conn.execute(
-        "INSERT INTO api_keys (id, name, secret, daily_limit, max_queued, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![key_id, new.name, secret, new.daily_limit, new.max_queued, now],
+        "INSERT INTO api_keys (id, name, secret, daily_limit, max_queued, created_at, webhook_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![key_id, new.name, secret, new.daily_limit, new.max_queued, now, new.webhook_url],
     )?;
     Ok(CreatedKey {
         key_id,
@@ -128,12 +137,13 @@ pub fn create_key(conn: &Connection, new: &NewKey, now: i64) -> anyhow::Result<C
         daily_limit: new.daily_limit,
         max_queued: new.max_queued,
         created_at: ids::rfc3339(now),
+        webhook_url: new.webhook_url.clone(),
     })
 }
 
 pub fn list_keys(conn: &Connection) -> anyhow::Result<Vec<KeyInfo>> {
     let mut stmt = conn.prepare(
-        "SELECT id, name, daily_limit, max_queued, queued, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+        "SELECT id, name, daily_limit, max_queued, queued, created_at, revoked_at, webhook_url FROM api_keys ORDER BY created_at, id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(KeyInfo {
@@ -144,9 +154,47 @@ pub fn list_keys(conn: &Connection) -> anyhow::Result<Vec<KeyInfo>> {
             queued: r.get(4)?,
             created_at: ids::rfc3339(r.get(5)?),
             revoked_at: r.get::<_, Option<i64>>(6)?.map(ids::rfc3339),
+            webhook_url: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Longest webhook URL accepted.
+pub const MAX_WEBHOOK_URL_LEN: usize = 2048;
+
+/// A webhook URL must be an absolute http(s) URL with a host, at most 2,048
+/// bytes, without a user name or password (the receiver authenticates the
+/// relay by its signature, and the URL is shown by `keys list`). Whether its
+/// address may be reached is decided at delivery time, by the relay's guard.
+pub fn check_webhook_url(raw: &str) -> anyhow::Result<()> {
+    if raw.is_empty() || raw.len() > MAX_WEBHOOK_URL_LEN {
+        anyhow::bail!("webhook URL must be 1–{MAX_WEBHOOK_URL_LEN} bytes");
+    }
+    let url = url::Url::parse(raw)
+        .map_err(|e| anyhow::anyhow!("webhook URL {raw:?} is not an absolute URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!("webhook URL must use http or https, not {}", url.scheme());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        anyhow::bail!("webhook URL must have a host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        anyhow::bail!("webhook URL must not carry a user name or password");
+    }
+    if url.fragment().is_some() {
+        anyhow::bail!("webhook URL must not have a #fragment");
+    }
+    Ok(())
+}
+
+/// Sets (after [`check_webhook_url`]) or clears an API key's webhook URL;
+/// `Ok(false)` when no such key exists.
+pub fn set_webhook_url(conn: &Connection, key_id: &str, url: Option<&str>) -> anyhow::Result<bool> {
+    if let Some(url) = url {
+        check_webhook_url(url)?;
+    }
+    Ok(super::webhooks::set_url(conn, key_id, url)?)
 }
 
 /// Revokes a key; `Ok(false)` when no such key exists. Revoking twice keeps the first time.

@@ -86,6 +86,38 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_lease_device ON jobs (lease_device) WHERE status = 'leased';
     CREATE INDEX devices_revoked ON devices (revoked_at) WHERE revoked_at IS NOT NULL;
     "#,
+    // 3: the integrator's data channels (protocol.md §3.9–3.12). A job's
+    // finish gets a number from one counter in the transaction that finishes
+    // it: commit order, the results feed's cursor. Webhook deliveries are
+    // queued in that same transaction. Listing walks a key's jobs by seq.
+    r#"
+    ALTER TABLE api_keys ADD COLUMN webhook_url TEXT;
+    ALTER TABLE jobs ADD COLUMN finished_seq INTEGER;
+    CREATE UNIQUE INDEX jobs_finished ON jobs (api_key_id, finished_seq) WHERE finished_seq IS NOT NULL;
+    CREATE INDEX jobs_by_key ON jobs (api_key_id, seq);
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counters (name, value) VALUES ('finish', 0);
+    CREATE TABLE webhook_deliveries (
+        id               TEXT PRIMARY KEY,
+        job_id           TEXT NOT NULL UNIQUE,
+        api_key_id       TEXT NOT NULL,
+        event            TEXT NOT NULL,
+        url              TEXT NOT NULL,
+        target           TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        first_attempt_at INTEGER,
+        last_attempt_at  INTEGER,
+        last_status      INTEGER,
+        last_error       TEXT,
+        next_attempt_at  INTEGER NOT NULL,
+        created_at       INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -28,6 +28,7 @@ use super::StoreError;
 use super::jobs::{self, Claimed, Reaped, Submitted};
 use super::principals;
 use super::waiters::Waiters;
+use super::webhooks::{self, Attempt, DueDelivery, Slots};
 use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, FetchRequest};
 
 /// Most ops committed together.
@@ -51,6 +52,20 @@ pub enum Op {
         key_id: String,
         request: FetchRequest,
         reply: Reply<Submitted>,
+    },
+    SubmitBatch {
+        key_id: String,
+        requests: Vec<FetchRequest>,
+        reply: Reply<Vec<Result<Submitted, StoreError>>>,
+    },
+    ClaimDeliveries {
+        lease_ms: i64,
+        slots: Slots,
+        reply: Reply<Vec<DueDelivery>>,
+    },
+    RecordAttempt {
+        attempt: Attempt,
+        reply: Reply<()>,
     },
     Claim {
         device_id: String,
@@ -108,6 +123,9 @@ struct Outcome {
     /// Tasks the op made available to agents (0 for a failed op): each
     /// wakes one waiting poll.
     available: usize,
+    /// Jobs the op finished: they wake the results feed and the webhook
+    /// dispatcher once committed.
+    finished: usize,
 }
 
 impl Outcome {
@@ -121,7 +139,15 @@ impl Outcome {
             answer: answer(reply, result),
             ok,
             available: if ok { available } else { 0 },
+            finished: 0,
         }
+    }
+
+    fn finishing(mut self, finished: usize) -> Outcome {
+        if self.ok {
+            self.finished = finished;
+        }
+        self
     }
 
     fn failed(op: Op, e: StoreError) -> Outcome {
@@ -129,6 +155,7 @@ impl Outcome {
             answer: fail(op, e),
             ok: false,
             available: 0,
+            finished: 0,
         }
     }
 }
@@ -143,12 +170,14 @@ pub struct WriterStats {
     pub claims: AtomicU64,
 }
 
-/// Runs until every sender is dropped, then returns.
+/// Runs until every sender is dropped, then returns. After each commit that
+/// finished jobs, `finishes` moves to the last finish number.
 pub fn run(
     mut conn: Connection,
     rx: mpsc::Receiver<Envelope>,
     waiters: Arc<Waiters>,
     stats: Arc<WriterStats>,
+    finishes: tokio::sync::watch::Sender<i64>,
 ) {
     let mut sync = Sync::Full;
     while let Ok(first) = rx.recv() {
@@ -160,6 +189,7 @@ pub fn run(
         let Ran {
             answers,
             available,
+            finished,
             committed,
         } = run_batch(&mut conn, &mut sync, batch);
         let failure = match committed {
@@ -176,6 +206,11 @@ pub fn run(
         }
         if failure.is_none() {
             waiters.wake(available);
+            if finished > 0
+                && let Ok(last) = super::events::last_finish(&conn)
+            {
+                finishes.send_replace(last);
+            }
         }
     }
 }
@@ -198,6 +233,8 @@ struct Ran {
     answers: Vec<Answer>,
     /// Tasks the kept ops made available.
     available: usize,
+    /// Jobs the kept ops finished.
+    finished: usize,
     committed: rusqlite::Result<()>,
 }
 
@@ -208,12 +245,14 @@ struct Ran {
 fn run_batch(conn: &mut Connection, sync: &mut Sync, mut batch: Vec<Envelope>) -> Ran {
     let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
     let mut available = 0;
+    let mut finished = 0;
     let committed = (|| {
         set_sync(conn, sync, Sync::for_batch(&batch))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for env in batch.drain(..) {
             let outcome = execute(&tx, env)?;
             available += outcome.available;
+            finished += outcome.finished;
             answers.push(outcome.answer);
         }
         tx.commit()
@@ -221,6 +260,7 @@ fn run_batch(conn: &mut Connection, sync: &mut Sync, mut batch: Vec<Envelope>) -
     Ran {
         answers,
         available,
+        finished,
         committed,
     }
 }
@@ -268,7 +308,11 @@ impl Sync {
         let promises = batch.iter().any(|e| {
             matches!(
                 e.op,
-                Op::Submit { .. } | Op::PostResult { .. } | Op::Enroll { .. }
+                Op::Submit { .. }
+                    | Op::SubmitBatch { .. }
+                    | Op::PostResult { .. }
+                    | Op::Enroll { .. }
+                    | Op::RecordAttempt { .. }
             )
         });
         if promises { Sync::Full } else { Sync::Normal }
@@ -310,6 +354,34 @@ fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
             let created = matches!(&r, Ok(s) if s.created);
             Outcome::of(reply, r, usize::from(created))
         }
+        Op::SubmitBatch {
+            key_id,
+            requests,
+            reply,
+        } => {
+            let r = jobs::submit_batch(conn, &key_id, &requests, now);
+            let created = r.as_ref().map_or(0, |items| {
+                items
+                    .iter()
+                    .filter(|i| matches!(i, Ok(s) if s.created))
+                    .count()
+            });
+            Outcome::of(reply, r, created)
+        }
+        Op::ClaimDeliveries {
+            lease_ms,
+            slots,
+            reply,
+        } => Outcome::of(
+            reply,
+            webhooks::claim_due(conn, now, lease_ms, &slots).map_err(StoreError::from),
+            0,
+        ),
+        Op::RecordAttempt { attempt, reply } => Outcome::of(
+            reply,
+            webhooks::record(conn, &attempt).map_err(StoreError::from),
+            0,
+        ),
         Op::Claim {
             device_id,
             capacity,
@@ -326,6 +398,7 @@ fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
                 answer: Box::new(|_| {}),
                 ok: r.is_ok(),
                 available: r.unwrap_or(0),
+                finished: 0,
             }
         }
         Op::PostResult {
@@ -336,7 +409,8 @@ fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
             reply,
         } => {
             let r = jobs::post_result(conn, &device_id, &task_id, &lease_id, &result_json, now);
-            Outcome::of(reply, r, 0)
+            let finished = usize::from(matches!(r, Ok(true)));
+            Outcome::of(reply, r.map(|_| ()), 0).finishing(finished)
         }
         Op::Enroll { request, reply } => {
             Outcome::of(reply, principals::enroll(conn, &request, now), 0)
@@ -348,7 +422,8 @@ fn run_op(conn: &Connection, op: Op, now: i64) -> Outcome {
         } => {
             let r = jobs::maintain(conn, now, max_expiries, retention_ms);
             let requeued = r.as_ref().map_or(0, |reaped| reaped.requeued);
-            Outcome::of(reply, r.map_err(StoreError::from), requeued)
+            let failed = r.as_ref().map_or(0, |reaped| reaped.failed);
+            Outcome::of(reply, r.map_err(StoreError::from), requeued).finishing(failed)
         }
     }
 }
@@ -358,6 +433,9 @@ fn fail(op: Op, e: StoreError) -> Answer {
     match op {
         Op::Nonce(reply) => answer(reply, Err(e)),
         Op::Submit { reply, .. } => answer(reply, Err(e)),
+        Op::SubmitBatch { reply, .. } => answer(reply, Err(e)),
+        Op::ClaimDeliveries { reply, .. } => answer(reply, Err(e)),
+        Op::RecordAttempt { reply, .. } => answer(reply, Err(e)),
         Op::Claim { reply, .. } => answer(reply, Err(e)),
         Op::Release { .. } => Box::new(|_| {}),
         Op::PostResult { reply, .. } => answer(reply, Err(e)),
@@ -402,7 +480,14 @@ mod tests {
         }
         drop(tx);
         let stats = Arc::new(WriterStats::default());
-        run(db.conn(), rx, Arc::new(Waiters::default()), stats.clone());
+        let (finishes, _) = tokio::sync::watch::channel(0);
+        run(
+            db.conn(),
+            rx,
+            Arc::new(Waiters::default()),
+            stats.clone(),
+            finishes,
+        );
         (
             stats.commits.load(Ordering::Relaxed),
             stats.ops.load(Ordering::Relaxed),
@@ -488,7 +573,8 @@ mod tests {
         }
         drop(tx);
         let stats = Arc::new(WriterStats::default());
-        run(db.conn(), rx, waiters, stats.clone());
+        let (finishes, _) = tokio::sync::watch::channel(0);
+        run(db.conn(), rx, waiters, stats.clone(), finishes);
 
         let woken = queue
             .iter()

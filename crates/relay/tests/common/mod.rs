@@ -2,6 +2,8 @@
 //! SQLite file in a temp dir, and a signing HTTP client.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
