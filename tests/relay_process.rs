@@ -231,6 +231,144 @@ fn keys_commands_print_secrets_once_and_list_without_them() {
 
     let human = relay_cmd(&db, &["keys", "list"]);
     assert!(String::from_utf8_lossy(&human.stdout).contains("revoked"));
+
+    // Webhook URLs: set at creation, changed, shown by list, removed.
+    let w = json_line(&relay_cmd(
+        &db,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "hooked",
+            "--webhook-url",
+            "https://hooks.example/a",
+            "--json",
+        ],
+    ));
+    assert_eq!(w["webhookUrl"], "https://hooks.example/a");
+    let id = w["keyId"].as_str().unwrap();
+    let set = json_line(&relay_cmd(
+        &db,
+        &[
+            "--json",
+            "keys",
+            "set-webhook",
+            id,
+            "https://hooks.example/b",
+        ],
+    ));
+    assert_eq!(set["webhookUrl"], "https://hooks.example/b");
+    let human = relay_cmd(&db, &["keys", "list"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("https://hooks.example/b"));
+    json_line(&relay_cmd(
+        &db,
+        &["--json", "keys", "set-webhook", id, "--none"],
+    ));
+    let v = json_line(&relay_cmd(&db, &["keys", "list", "--json"]));
+    let hooked = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["keyId"] == id)
+        .unwrap()
+        .clone();
+    assert!(hooked["webhookUrl"].is_null(), "{hooked}");
+}
+
+/// A delivery in flight when the relay is killed is made after the restart,
+/// with the same delivery id (the receiver's dedupe key).
+#[tokio::test]
+async fn a_webhook_in_flight_at_kill_9_is_delivered_after_restart() {
+    use common::receiver::{Receiver, Reply};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    // The first attempt hangs: the relay is killed while it waits.
+    let receiver = Receiver::start(vec![Reply::Hang]).await;
+    let key = json_line(&relay_cmd(
+        &db,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "hooked",
+            "--webhook-url",
+            &receiver.url(),
+            "--json",
+        ],
+    ));
+    let serve_args = [
+        "--webhook-allow-network",
+        "127.0.0.1/32",
+        "--webhook-timeout-seconds",
+        "3",
+    ];
+    let (mut child, url) = spawn_serve(&db, &serve_args);
+    let api = client(&url, &key);
+    let code = json_line(&relay_cmd(
+        &db,
+        &["devices", "enroll", "--name", "d", "--json"],
+    ));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let enrolled = answer(
+        http.post(format!("{url}{}", paths::AGENT_ENROLL))
+            .body(format!(
+                r#"{{"code":"{}","name":"d"}}"#,
+                code["code"].as_str().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(enrolled.status, 200, "{enrolled:?}");
+    let device = Client {
+        http,
+        base: url.clone(),
+        signer: Signer::new(
+            enrolled.json["deviceId"].as_str().unwrap(),
+            enrolled.json["deviceSecret"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        ),
+    };
+    let s = api.submit("hook-1", "https://trk.example/h").await;
+    assert_eq!(s.status, 202);
+    let polled = device.poll(1, 5).await;
+    let task = &polled.json["tasks"][0];
+    let r = device
+        .post_result(
+            task["taskId"].as_str().unwrap(),
+            task["leaseId"].as_str().unwrap(),
+            "https://trk.example/h",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let first = receiver.wait_hits(1, Duration::from_secs(20)).await;
+    child.kill().unwrap(); // mid-delivery: the receiver has not answered
+    child.wait().unwrap();
+
+    let (mut child, url) = spawn_serve(&db, &serve_args);
+    let hits = receiver.wait_hits(2, Duration::from_secs(30)).await;
+    assert_eq!(
+        hits[1].header("x-link-peeler-delivery"),
+        first[0].header("x-link-peeler-delivery"),
+        "the same delivery id after the restart"
+    );
+    let api = client(&url, &key);
+    let job = s.json["jobId"].as_str().unwrap();
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        state = api.get(&paths::job(job)).await.json["webhook"].clone();
+        if state["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state["state"], "delivered", "{state}");
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
 }
 
 #[test]
@@ -282,6 +420,20 @@ fn bad_flags_and_bad_databases_fail_clearly() {
         &["serve", "--enroll-failures-total", "-1"],
         &["serve", "--ops-listen", "not-an-address"],
         &["serve", "--tls-key", "key.pem"],
+        &["serve", "--webhook-allow-network", "banana"],
+        &["serve", "--webhook-allow-network", "10.0.0.0/33"],
+        &["serve", "--webhook-allow-network", "127.0.0.1"],
+        &["serve", "--webhook-timeout-seconds", "0"],
+        &["serve", "--webhook-timeout-seconds", "61"],
+        &["keys", "set-webhook"],
+        &["keys", "set-webhook", "lp_live_x"],
+        &[
+            "keys",
+            "set-webhook",
+            "lp_live_x",
+            "https://h.example/",
+            "--none",
+        ],
         &["dev", "--listen", "nowhere"],
         &["bench", "--seconds", "0"],
         &["bench", "--concurrency", "0"],
@@ -302,6 +454,29 @@ fn bad_flags_and_bad_databases_fail_clearly() {
     let out = relay_cmd(&db, &["keys", "create", "--name", "   "]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("name must be"));
+    for url in ["ftp://h.example/", "https://u:p@h.example/", "not a url"] {
+        let out = relay_cmd(
+            &db,
+            &["keys", "create", "--name", "w", "--webhook-url", url],
+        );
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("webhook URL") && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+    let out = relay_cmd(
+        &db,
+        &[
+            "keys",
+            "set-webhook",
+            "lp_live_nosuch",
+            "https://h.example/",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API key lp_live_nosuch"));
 
     // A directory where the database should be, and a file that is not SQLite.
     let out = relay_cmd(dir.path(), &["keys", "list"]);
