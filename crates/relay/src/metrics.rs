@@ -39,6 +39,7 @@ pub struct Metrics {
     pub signature_failures: Family<CodeLabel, Counter>,
     pub poll_waiters: Gauge,
     pub jobs: Family<StateLabel, Gauge>,
+    pub webhook_deliveries: Family<StateLabel, Gauge>,
     pub writer_commits: Gauge,
     pub writer_ops: Gauge,
     pub connections: Gauge,
@@ -75,6 +76,12 @@ impl Metrics {
             poll_waiters.clone(),
         );
         registry.register("jobs", "Jobs in the store by state", jobs.clone());
+        let webhook_deliveries = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries in the store by state",
+            webhook_deliveries.clone(),
+        );
         let writer_commits = Gauge::default();
         let writer_ops = Gauge::default();
         registry.register(
@@ -131,6 +138,7 @@ impl Metrics {
             signature_failures,
             poll_waiters,
             jobs,
+            webhook_deliveries,
             writer_commits,
             writer_ops,
             connections,

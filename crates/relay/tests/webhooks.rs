@@ -116,6 +116,13 @@ async fn a_finished_job_is_posted_signed_with_the_keys_own_secret() {
     assert_eq!(listed.json["jobs"][0]["webhook"]["state"], "delivered");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.hits().len(), 1, "delivered once");
+    let (status, _, text) = relay.ops_get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(r#"relay_webhook_deliveries{state="delivered"} 1"#)
+            && text.contains(r#"relay_webhook_deliveries{state="pending"} 0"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -36,6 +36,20 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             })
             .set(n);
     }
+    let deliveries = state.store.count_deliveries_by_state().await?;
+    for s in ["pending", "delivered", "rejected", "refused", "failed"] {
+        let n = deliveries
+            .iter()
+            .find(|(k, _)| k == s)
+            .map_or(0, |(_, n)| *n);
+        state
+            .metrics
+            .webhook_deliveries
+            .get_or_create(&StateLabel {
+                state: s.to_owned(),
+            })
+            .set(n);
+    }
     let stats = state.store.writer_stats();
     let metrics = &state.metrics;
     metrics
