@@ -16,26 +16,15 @@
 //! (as under `cargo test --all-targets`) it only prints how to run it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: a panic is a failure report
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use link_peeler::demo::lab::Lab;
-use link_peeler_agent::client::RelayClient;
 use link_peeler_wire::api::ApiClient;
-use link_peeler_wire::protocol::{EnrollRequest, JobStatus};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const AGENT_BIN: &str = env!("CARGO_BIN_EXE_link-peeler");
-/// The relay binary. It belongs to the `link-peeler-relay` crate, so Cargo
-/// sets no `CARGO_BIN_EXE_` for it here; it is built into the same directory
-/// as `link-peeler` (`cargo test` in the workspace root builds both).
-fn relay_bin() -> std::path::PathBuf {
-    let name = format!("link-peeler-relay{}", std::env::consts::EXE_SUFFIX);
-    std::path::Path::new(AGENT_BIN).with_file_name(name)
-}
+use link_peeler_wire::protocol::JobStatus;
+use support::{admin, clock_ticks, cpu_ticks, enroll, rss_kib, spawn_agent, start_relay};
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -52,7 +41,7 @@ fn main() {
 
 async fn run() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (mut relay, relay_url, db) = start_relay(tmp.path()).await;
+    let (mut relay, relay_url, db) = start_relay(tmp.path(), &[]).await;
     let lab = Lab::start().await.expect("lab");
     let key = admin(
         &db,
@@ -209,13 +198,10 @@ async fn wait_results(relay_url: &str, target: u64) {
     }
 }
 
-/// The relay's operations listener (`/metrics`), set by [`start_relay`].
-static OPS_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 /// `relay_http_requests_total{route=ROUTE,status="200"}` from `/metrics` (the
 /// relay at `_relay_url` serves it on its operations listener).
 async fn metric(_relay_url: &str, route: &str) -> u64 {
-    let ops = OPS_URL.get().expect("start_relay ran");
+    let ops = support::OPS_URL.get().expect("start_relay ran");
     let text = reqwest::get(format!("{ops}/metrics"))
         .await
         .expect("metrics")
@@ -233,121 +219,3 @@ async fn metric(_relay_url: &str, route: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-async fn start_relay(dir: &Path) -> (Child, String, PathBuf) {
-    let db = dir.join("relay.db");
-    let mut child = Command::new(relay_bin())
-        .args(["serve", "--db"])
-        .arg(&db)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--ops-listen",
-            "127.0.0.1:0",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("relay");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next_line().await.expect("read").expect("line");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let v: serde_json::Value = serde_json::from_str(&first).expect("json");
-    let url = format!("http://{}", v["listen"].as_str().expect("listen"));
-    let ops = format!("http://{}", v["ops"].as_str().expect("ops"));
-    let _ = OPS_URL.set(ops);
-    (child, url, db)
-}
-
-fn admin(db: &Path, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(relay_bin())
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("admin");
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).expect("admin json")
-}
-
-async fn enroll(relay_url: &str, db: &Path) -> (String, String) {
-    let code = admin(db, &["devices", "enroll", "--name", "bench"])["code"]
-        .as_str()
-        .expect("code")
-        .to_owned();
-    let c = RelayClient::new(
-        link_peeler_agent::config::relay_url(relay_url).expect("url"),
-        None,
-    )
-    .expect("client");
-    let r = c
-        .enroll(&EnrollRequest {
-            code,
-            name: Some("bench".into()),
-            platform: None,
-            version: None,
-        })
-        .await
-        .expect("enroll");
-    (r.device_id, r.device_secret)
-}
-
-fn spawn_agent(
-    root: &Path,
-    name: &str,
-    relay_url: &str,
-    creds: &(String, String),
-    capacity: u32,
-) -> Child {
-    let home = root.join(name);
-    std::fs::create_dir_all(&home).expect("home");
-    Command::new(AGENT_BIN)
-        .args([
-            "run",
-            "--headless",
-            "--allow-network",
-            "127.0.0.0/8",
-            "--relay",
-            relay_url,
-        ])
-        .args(["--capacity", &capacity.to_string()])
-        .env("LINK_PEELER_CONFIG", home.join("config.toml"))
-        .env("LINK_PEELER_DATA_DIR", home.join("data"))
-        .env("LINK_PEELER_DEVICE_ID", &creds.0)
-        .env("LINK_PEELER_DEVICE_SECRET", &creds.1)
-        .env("LINK_PEELER_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("agent")
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
-}
-
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn clock_ticks() -> f64 {
-    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
-    100.0
-}
