@@ -108,10 +108,20 @@ pub fn run(args: ResolveArgs) -> ExitCode {
             }
         }
     } else {
-        let stdout = std::io::stdout();
-        let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        print!("{}", render_table(&result, colour));
+        print_table(&result);
     }
+    exit_code(&result)
+}
+
+/// Prints `result` as the hop table on stdout, coloured on a terminal unless
+/// `NO_COLOR` is set. `submit --wait` prints its job's result with it too.
+pub(super) fn print_table(result: &ResolutionResult) {
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    print!("{}", render_table(result, colour));
+}
+
+/// 0 when the chain is `resolved`, 1 for any other conclusion (protocol.md §5).
+pub(super) fn exit_code(result: &ResolutionResult) -> ExitCode {
     if result.conclusion == Conclusion::Resolved {
         ExitCode::SUCCESS
     } else {

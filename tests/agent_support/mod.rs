@@ -104,6 +104,11 @@ impl Relay {
     /// `link-peeler-relay serve --db DIR/relay.db --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0
     /// --json [--lease-seconds N]`.
     pub async fn start(dir: &Path, lease_seconds: Option<u64>) -> Relay {
+        Relay::start_with_args(dir, lease_seconds, &[]).await
+    }
+
+    /// [`Relay::start`] with more `serve` flags, e.g. `--webhook-allow-network 127.0.0.1/32`.
+    pub async fn start_with_args(dir: &Path, lease_seconds: Option<u64>, extra: &[&str]) -> Relay {
         let db = dir.join("relay.db");
         let mut cmd = Command::new(relay_bin());
         cmd.args(["serve", "--db"]).arg(&db).args([
@@ -116,6 +121,7 @@ impl Relay {
         if let Some(s) = lease_seconds {
             cmd.args(["--lease-seconds", &s.to_string()]);
         }
+        cmd.args(extra);
         let log = std::fs::File::create(dir.join("relay.stderr")).expect("relay log");
         let mut child = cmd
             .stdout(Stdio::piped())
