@@ -333,15 +333,16 @@ async fn python_webhook_receiver_verifies_dedupes_and_refuses() {
 
 // ---- results feed consumer -----------------------------------------------
 
-/// Runs `feed.py --cursor-file FILE --wait 0 --until-idle`: (exit code, JSON lines).
+/// Runs a feed consumer with `--cursor-file FILE --wait 0 --until-idle`: (exit code, JSON lines).
 async fn follow_feed(
+    (program, script): (&str, &str),
     relay: &TestRelay,
     key_id: &str,
     secret: &str,
     cursor_file: &std::path::Path,
 ) -> (i32, Vec<Value>) {
-    let out = tokio::process::Command::new("python3")
-        .arg(example("python/feed.py"))
+    let out = tokio::process::Command::new(program)
+        .arg(example(script))
         .arg("--cursor-file")
         .arg(cursor_file)
         .args(["--wait", "0", "--until-idle"])
@@ -361,6 +362,18 @@ async fn follow_feed(
 
 #[tokio::test]
 async fn python_feed_consumer_resumes_from_its_stored_cursor() {
+    feed_consumer_resumes_from_its_stored_cursor(("python3", "python/feed.py")).await;
+}
+
+#[tokio::test]
+async fn node_feed_consumer_resumes_from_its_stored_cursor() {
+    feed_consumer_resumes_from_its_stored_cursor(("node", "node/feed.mjs")).await;
+}
+
+/// Three jobs, two finished: the consumer prints those two in finish order and
+/// stores the cursor; run again it prints nothing, and after the third finishes
+/// only the third; a wrong secret fails and leaves the cursor alone.
+async fn feed_consumer_resumes_from_its_stored_cursor(consumer: (&str, &str)) {
     let relay = TestRelay::start().await;
     let key = relay.key();
     let api = relay.api(&key);
@@ -393,7 +406,7 @@ async fn python_feed_consumer_resumes_from_its_stored_cursor() {
 
     let dir = tempfile::tempdir().unwrap();
     let cursor_file = dir.path().join("feed.cursor");
-    let (code, lines) = follow_feed(&relay, &key.key_id, &key.secret, &cursor_file).await;
+    let (code, lines) = follow_feed(consumer, &relay, &key.key_id, &key.secret, &cursor_file).await;
     assert_eq!(code, 0, "{lines:?}");
     let seen: Vec<&str> = lines.iter().map(|l| l["jobId"].as_str().unwrap()).collect();
     assert_eq!(seen, [jobs[1].as_str(), jobs[0].as_str()]);
@@ -403,7 +416,7 @@ async fn python_feed_consumer_resumes_from_its_stored_cursor() {
     assert_eq!(stored.trim(), lines[1]["cursor"].as_str().unwrap());
 
     // Nothing new: nothing printed, the cursor stays.
-    let (code, lines) = follow_feed(&relay, &key.key_id, &key.secret, &cursor_file).await;
+    let (code, lines) = follow_feed(consumer, &relay, &key.key_id, &key.secret, &cursor_file).await;
     assert_eq!((code, lines.len()), (0, 0), "{lines:?}");
     assert_eq!(std::fs::read_to_string(&cursor_file).unwrap(), stored);
 
@@ -412,18 +425,41 @@ async fn python_feed_consumer_resumes_from_its_stored_cursor() {
         .post_result(&jobs[2], &lease(&jobs[2]), "https://trk.example/x")
         .await;
     assert_eq!(a.status, 200, "{a:?}");
-    let (code, lines) = follow_feed(&relay, &key.key_id, &key.secret, &cursor_file).await;
+    let (code, lines) = follow_feed(consumer, &relay, &key.key_id, &key.secret, &cursor_file).await;
     assert_eq!(code, 0);
     let seen: Vec<&str> = lines.iter().map(|l| l["jobId"].as_str().unwrap()).collect();
     assert_eq!(seen, [jobs[2].as_str()]);
 
     // A wrong secret fails loudly and leaves the cursor alone.
     let before = std::fs::read_to_string(&cursor_file).unwrap();
-    let (code, lines) = follow_feed(&relay, &key.key_id, "wrong", &cursor_file).await;
+    let (code, lines) = follow_feed(consumer, &relay, &key.key_id, "wrong", &cursor_file).await;
     assert_eq!(code, 1);
     assert_eq!(
         lines[0]["error"]["error"]["code"], "bad_signature",
         "{lines:?}"
     );
     assert_eq!(std::fs::read_to_string(&cursor_file).unwrap(), before);
+}
+
+#[tokio::test]
+async fn feed_consumers_refuse_bad_arguments() {
+    for (program, script) in [("python3", "python/feed.py"), ("node", "node/feed.mjs")] {
+        for args in [
+            &["--cursor-file", "c", "--wait", "31"][..],
+            &["--cursor-file", "c", "--wait", "soon"],
+            &["--wait", "5"],
+        ] {
+            let out = tokio::process::Command::new(program)
+                .arg(example(script))
+                .args(args)
+                .env("LINK_PEELER_ENDPOINT", "http://127.0.0.1:9/api/links/fetch")
+                .env("LINK_PEELER_KEY_ID", "lp_test_000000000000000000000000")
+                .env("LINK_PEELER_SECRET", "s")
+                .output()
+                .await
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{script} {args:?}");
+            assert!(!out.stderr.is_empty(), "{script} {args:?} says why");
+        }
+    }
 }

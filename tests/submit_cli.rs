@@ -106,6 +106,20 @@ async fn wait_prints_the_hop_table_as_resolve_does() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("idempotent replay"), "{err}");
     assert_eq!(again, out, "a replayed job prints the stored result");
+
+    // A link that does not resolve: the table still, and exit 1 (as `resolve`).
+    let gone = w.lab.url("/gone");
+    let (code, out, err) = submit(
+        &w.relay.url(),
+        &w.key,
+        &["--url", &gone, "--idempotency-key", "wait-2", "--wait"],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("http_error  {gone} (404)  1 hop, 0 redirects")),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
