@@ -218,4 +218,3 @@ async fn metric(_relay_url: &str, route: &str) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
-

@@ -93,18 +93,22 @@ async fn run() {
     let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let (mut relay, relay_url, db) = start_relay(
-        tmp.path(),
-        &["--webhook-allow-network", "127.0.0.1/32"],
-    )
-    .await;
+    let (mut relay, relay_url, db) =
+        start_relay(tmp.path(), &["--webhook-allow-network", "127.0.0.1/32"]).await;
     let lab = Lab::start().await.expect("lab");
     let limits = ["--max-queued", "100000", "--daily-limit", "10000000"];
     let hooked = admin(
         &db,
-        &[&["keys", "create", "--name", "hooked", "--webhook-url", &hook][..], &limits].concat(),
+        &[
+            &["keys", "create", "--name", "hooked", "--webhook-url", &hook][..],
+            &limits,
+        ]
+        .concat(),
     );
-    let plain = admin(&db, &[&["keys", "create", "--name", "plain"][..], &limits].concat());
+    let plain = admin(
+        &db,
+        &[&["keys", "create", "--name", "plain"][..], &limits].concat(),
+    );
     let client = |k: &serde_json::Value| {
         ApiClient::new(
             &relay_url,
