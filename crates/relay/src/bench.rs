@@ -95,7 +95,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     let db = tmp.path().join("bench.db");
     let key = create_unlimited_key(&db).await?;
     let relay = serve(RelayConfig {
-        db_path: db.clone(),
+        db: db.clone().into(),
         listen: "127.0.0.1:0".parse()?,
         ..RelayConfig::default()
     })
