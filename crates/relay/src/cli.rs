@@ -200,6 +200,8 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The benchmark uses a temp SQLite file unless told a PostgreSQL database.
+    let bench_db = cli.db.clone();
     let db = match cli.db {
         Some(db) => db,
         None => Database::Sqlite(default_db_path()?),
@@ -245,7 +247,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devices(cmd) => devices(&db, cmd, json),
         Command::Bench(args) => {
             init_logging("warn");
-            runtime()?.block_on(super::bench::run(args, json))?;
+            runtime()?.block_on(super::bench::run(args, bench_db, json))?;
             Ok(ExitCode::SUCCESS)
         }
     }

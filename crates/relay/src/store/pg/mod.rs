@@ -233,6 +233,9 @@ impl Pg {
         key_id: &str,
         job_id: &str,
     ) -> Result<Option<Job>, StoreError> {
+        if has_nul(&[key_id, job_id]) {
+            return Ok(None);
+        }
         let client = self.client().await?;
         jobs::get(&client, key_id, job_id).await
     }
