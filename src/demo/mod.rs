@@ -74,7 +74,7 @@ pub async fn run(capacity: u32, stop: CancellationToken) -> Result<Report, DemoE
         .map_err(anyhow::Error::from)?;
     let db = dir.path().join("relay.db");
     let relay = link_peeler_relay::serve(RelayConfig {
-        db_path: db.clone(),
+        db: db.clone().into(),
         listen: ([127, 0, 0, 1], 0).into(),
         ..Default::default()
     })

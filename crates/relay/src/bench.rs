@@ -6,13 +6,19 @@
 //! axum "hello" endpoint as the ceiling of what the HTTP stack can do here,
 //! and a load generator that signs every request like a real client.
 //!
+//! With `--db postgres://…` (a fresh, empty database) the relays run on
+//! PostgreSQL instead, and `--relays N` starts N relay instances on it in this
+//! process (each with its own pool, listener and `LISTEN` connection, as
+//! separate processes would have): submissions go round-robin over them, and
+//! the pickup latency is measured with the agent's poll held on the last
+//! relay and the job submitted through the first, so a NOTIFY has to carry it.
+//!
 //! `bench --polls N` measures something else: a relay child process holding
 //! one long-poll for each of N agents (`bench/polls.rs`).
 
 mod polls;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +27,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::admin::{self, CreatedKey, NewKey};
+use super::store::Database;
 use super::{RelayConfig, RunningRelay, serve};
 use link_peeler_wire::api::ApiClient;
 use link_peeler_wire::client::{REQUEST_TIMEOUT, SignedClient};
@@ -48,6 +55,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10000",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub polls: Option<u32>,
+    /// Relay instances sharing the database (more than 1 needs a PostgreSQL --db)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub relays: u32,
     /// With --polls: seconds of the idle measurement
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub idle_seconds: u64,
@@ -77,7 +87,7 @@ pub struct Report {
     pub pickup_p99_ms: f64,
 }
 
-pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, db: Option<Database>, json: bool) -> anyhow::Result<()> {
     link_peeler_wire::tls::init();
     if let Some(devices) = args.polls {
         return polls::run(
@@ -92,47 +102,70 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("lp-bench")
         .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
-    let db = tmp.path().join("bench.db");
+    let db = match db {
+        Some(pg @ Database::Postgres(_)) => pg,
+        _ if args.relays > 1 => {
+            anyhow::bail!(
+                "--relays {} needs a PostgreSQL --db (SQLite serves one relay)",
+                args.relays
+            )
+        }
+        _ => Database::Sqlite(tmp.path().join("bench.db")),
+    };
+    if !json {
+        println!("store: {} ({db}), {} relay(s)", db.kind(), args.relays);
+    }
     let key = create_unlimited_key(&db).await?;
-    let relay = serve(RelayConfig {
-        db_path: db.clone(),
-        listen: "127.0.0.1:0".parse()?,
-        ..RelayConfig::default()
-    })
-    .await?;
+    let mut relays = Vec::new();
+    for _ in 0..args.relays {
+        relays.push(
+            serve(RelayConfig {
+                db: db.clone(),
+                listen: "127.0.0.1:0".parse()?,
+                ..RelayConfig::default()
+            })
+            .await?,
+        );
+    }
     let hello = hello_server().await?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(60))
         .build()?;
-    let api = Arc::new(ApiClient::new(&relay.url(), &key.key_id, &key.secret)?);
+    let apis = relays
+        .iter()
+        .map(|r| ApiClient::new(&r.url(), &key.key_id, &key.secret).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
     let duration = Duration::from_secs(args.seconds);
 
     let mut levels = Vec::new();
     for &c in &args.concurrency {
-        levels.push(submit_level(&relay, &api, c, duration).await);
+        levels.push(submit_level(&relays, &apis, c, duration).await);
         progress(json, levels.last());
     }
     let top = args.concurrency.iter().copied().max().unwrap_or(64);
     levels.push(hello_level(&http, hello, top, duration).await);
     progress(json, levels.last());
 
-    let pickups = pickup_latency(&api, &relay.url(), &db, args.pickups).await?;
+    let (first, last) = (&apis[0], &relays[relays.len() - 1]);
+    let pickups = pickup_latency(first, &last.url(), &db, args.pickups).await?;
     let report = Report {
         levels,
         pickup_samples: pickups.len(),
         pickup_p50_ms: percentile(&pickups, 0.50),
         pickup_p99_ms: percentile(&pickups, 0.99),
     };
-    relay.shutdown().await?;
+    for relay in relays {
+        relay.shutdown().await?;
+    }
     print_report(&report, json)
 }
 
-/// An API key no quota gets in the way of. Admin calls are blocking SQLite
-/// work, so they run on a blocking thread.
-async fn create_unlimited_key(db: &Path) -> anyhow::Result<CreatedKey> {
-    let db = db.to_path_buf();
+/// An API key no quota gets in the way of. Admin calls are blocking work,
+/// so they run on a blocking thread.
+pub(crate) async fn create_unlimited_key(db: impl Into<Database>) -> anyhow::Result<CreatedKey> {
+    let db: Database = db.into();
     tokio::task::spawn_blocking(move || {
         admin::create_key(
             &db,
@@ -146,26 +179,32 @@ async fn create_unlimited_key(db: &Path) -> anyhow::Result<CreatedKey> {
     .await?
 }
 
-/// Signed submissions at `concurrency`, with the writer's average batch size.
+/// Signed submissions at `concurrency`, round-robin over the relays, with
+/// the writers' average batch size.
 async fn submit_level(
-    relay: &RunningRelay,
-    api: &Arc<ApiClient>,
+    relays: &[RunningRelay],
+    apis: &[Arc<ApiClient>],
     concurrency: u32,
     duration: Duration,
 ) -> Level {
-    let stats = relay.store().writer_stats();
-    let (commits, ops) = (
-        stats.commits.load(Ordering::Relaxed),
-        stats.ops.load(Ordering::Relaxed),
-    );
+    let totals = || {
+        relays.iter().fold((0, 0), |(c, o), r| {
+            let stats = r.store().writer_stats();
+            (
+                c + stats.commits.load(Ordering::Relaxed),
+                o + stats.ops.load(Ordering::Relaxed),
+            )
+        })
+    };
+    let (commits, ops) = totals();
     let name = format!("signed submit (c={concurrency})");
     let mut level = drive(&name, concurrency, duration, {
-        let api = api.clone();
-        move |i| submit_once(api.clone(), i)
+        let apis = apis.to_vec();
+        move |i| submit_once(apis[(i as usize) % apis.len()].clone(), i)
     })
     .await;
-    let commits = stats.commits.load(Ordering::Relaxed) - commits;
-    let ops = stats.ops.load(Ordering::Relaxed) - ops;
+    let (commits_after, ops_after) = totals();
+    let (commits, ops) = (commits_after - commits, ops_after - ops);
     level.ops_per_commit = (commits > 0).then(|| ops as f64 / commits as f64);
     level
 }
@@ -288,12 +327,12 @@ where
 async fn pickup_latency(
     api: &Arc<ApiClient>,
     base: &str,
-    db: &Path,
+    db: &Database,
     samples: u32,
 ) -> anyhow::Result<Vec<f64>> {
     // Drain the queue the load phase filled, so each poll waits for the next job.
     let code = {
-        let db = db.to_path_buf();
+        let db = db.clone();
         tokio::task::spawn_blocking(move || admin::create_enrollment_code(&db, "bench agent"))
             .await??
     };

@@ -1,7 +1,10 @@
 //! The `link-peeler-relay` command line (protocol.md §1).
 //!
-//! Every subcommand takes `--db PATH` (default: `relay.db` in the user's data
-//! dir) and `--json`, which prints one JSON object on one line.
+//! Every subcommand takes `--db PATH|URL` (default: `relay.db` in the user's
+//! data dir; a `postgres://` URL selects PostgreSQL) and `--json`, which
+//! prints one JSON object on one line. A URL with a password belongs in
+//! `LINK_PEELER_RELAY_DB`, not in argv; it is never shown (`--help` hides
+//! the variable's value, logs and errors show the URL redacted).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use super::admin::{self, NewKey};
-use super::store::{DEFAULT_DAILY_LIMIT, DEFAULT_MAX_QUEUED};
+use super::store::{DEFAULT_DAILY_LIMIT, DEFAULT_MAX_QUEUED, Database};
 use super::{
     DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_ENROLL_FAILURES_PER_IP, DEFAULT_ENROLL_FAILURES_TOTAL,
     DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_LISTEN,
@@ -22,9 +25,15 @@ use super::{
 #[derive(Debug, Parser)]
 #[command(name = "link-peeler-relay", version, long_about = None)]
 pub struct Cli {
-    /// SQLite database file [default: relay.db in the user's data dir]
-    #[arg(long, global = true, env = "LINK_PEELER_RELAY_DB", value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// SQLite file (PATH or sqlite://PATH) or PostgreSQL URL (postgres://USER@HOST/DB) [default: relay.db in the user's data dir]
+    #[arg(
+        long,
+        global = true,
+        env = "LINK_PEELER_RELAY_DB",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
+    pub db: Option<Database>,
     /// Print one JSON object on one line instead of text
     #[arg(long, global = true)]
     pub json: bool,
@@ -191,9 +200,11 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The benchmark uses a temp SQLite file unless told a PostgreSQL database.
+    let bench_db = cli.db.clone();
     let db = match cli.db {
-        Some(p) => p,
-        None => default_db_path()?,
+        Some(db) => db,
+        None => Database::Sqlite(default_db_path()?),
     };
     let json = cli.json;
     match cli.command {
@@ -204,7 +215,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => None,
             };
             let config = args.edge.apply(RelayConfig {
-                db_path: db,
+                db,
                 listen: args.listen,
                 lease_duration: Duration::from_secs(args.lease_seconds),
                 retention: Duration::from_secs(args.retention_days * 24 * 3600),
@@ -226,7 +237,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             let code = admin::create_enrollment_code(&db, "dev agent")?;
             let config = args.edge.apply(RelayConfig {
-                db_path: db,
+                db,
                 listen: args.listen,
                 ..RelayConfig::default()
             });
@@ -236,13 +247,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devices(cmd) => devices(&db, cmd, json),
         Command::Bench(args) => {
             init_logging("warn");
-            runtime()?.block_on(super::bench::run(args, json))?;
+            runtime()?.block_on(super::bench::run(args, bench_db, json))?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn keys(db: &std::path::Path, cmd: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
+fn keys(db: &Database, cmd: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         KeysCommand::Create {
             name,
@@ -332,7 +343,7 @@ fn keys(db: &std::path::Path, cmd: KeysCommand, json: bool) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn devices(db: &std::path::Path, cmd: DevicesCommand, json: bool) -> anyhow::Result<ExitCode> {
+fn devices(db: &Database, cmd: DevicesCommand, json: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         DevicesCommand::Enroll {
             name,
@@ -409,7 +420,7 @@ async fn serve(
     json: bool,
     dev: Option<(admin::CreatedKey, admin::EnrollmentCode)>,
 ) -> anyhow::Result<ExitCode> {
-    let db = config.db_path.clone();
+    let db = config.db.clone();
     let relay = super::serve(config).await?;
     let url = relay.url();
     let ops = relay.ops_addr.map(|a| a.to_string());
@@ -419,15 +430,14 @@ async fn serve(
             json!({ "listen": relay.addr.to_string(), "url": url, "ops": ops })
         ),
         (None, false) => eprintln!(
-            "link-peeler-relay: listening on {url} (database {}{})",
-            db.display(),
+            "link-peeler-relay: listening on {url} (database {db}{})",
             ops.as_deref()
                 .map_or(String::new(), |a| format!(", /metrics on http://{a}"))
         ),
         (Some((key, code)), true) => println!(
             "{}",
             json!({
-                "relay": url, "listen": relay.addr.to_string(), "db": db.display().to_string(),
+                "relay": url, "listen": relay.addr.to_string(), "db": db.to_string(),
                 "ops": ops,
                 "keyId": key.key_id, "secret": key.secret,
                 "enrollmentCode": code.code, "codeExpiresAt": code.expires_at,
@@ -446,7 +456,6 @@ async fn serve(
                link-peeler submit --relay {url} --key {key_id} --secret-env LP_SECRET \\\n    \
                  --url https://example.com/ --idempotency-key demo-1\n\n\
              Press Ctrl-C to stop.",
-            db = db.display(),
             key_id = key.key_id,
             secret = key.secret,
             code = code.code,

@@ -52,6 +52,9 @@ impl From<ApiError> for Rejection {
 /// Suggested wait before retrying a submission refused with `queue_full`.
 const QUEUE_FULL_RETRY_SECS: u64 = 5;
 
+/// Suggested wait before retrying while the database is unreachable.
+const DB_UNAVAILABLE_RETRY_SECS: u64 = 1;
+
 /// The one place where store outcomes become HTTP answers (protocol.md §6).
 impl From<StoreError> for Rejection {
     fn from(e: StoreError) -> Self {
@@ -91,7 +94,16 @@ impl From<StoreError> for Rejection {
             StoreError::ShuttingDown => {
                 Rejection::new(ErrorCode::Internal, "the relay is shutting down")
             }
+            StoreError::Unavailable { detail } => {
+                tracing::warn!(%detail, "database unavailable: answering 503");
+                Rejection::new(
+                    ErrorCode::Overloaded,
+                    "the relay cannot reach its database right now; retry shortly",
+                )
+                .retry_after(DB_UNAVAILABLE_RETRY_SECS)
+            }
             StoreError::Sqlite { context, error } => Rejection::internal(context, error),
+            StoreError::Postgres { context, error } => Rejection::internal(context, error),
             StoreError::Internal { context, detail } => Rejection::internal(context, detail),
         }
     }
@@ -184,6 +196,11 @@ mod tests {
                 None,
             );
         }
+        let unreachable = StoreError::Unavailable {
+            detail: "connection refused".into(),
+        };
+        let message = "the relay cannot reach its database right now; retry shortly";
+        answers(unreachable, 503, "overloaded", message, Some(1));
         let down = "the relay is shutting down";
         answers(StoreError::ShuttingDown, 500, "internal", down, None);
         let hidden = "internal error; see the relay log";

@@ -2,7 +2,8 @@
 //! agents pick them up.
 //!
 //! "Minimal" in size, not in correctness: a 202 means the job is on disk
-//! (SQLite WAL, `synchronous=FULL`, group commit), every signed request is
+//! (SQLite WAL, `synchronous=FULL`, group commit; or committed in PostgreSQL,
+//! which lets several relays share one queue), every signed request is
 //! checked in protocol order with a constant-time MAC, nonces cannot be replayed
 //! while their timestamp is acceptable, and a task is leased to one agent at
 //! a time. The relay fetches nothing but webhook deliveries ([`webhooks`]),
@@ -42,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::Rejection;
 use metrics::Metrics;
+pub use store::Database;
 use store::Store;
 pub use tls::TlsFiles;
 
@@ -65,7 +67,8 @@ const OPS_MAX_CONNECTIONS: usize = 16;
 /// How a relay is run.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    pub db_path: PathBuf,
+    /// The SQLite file or the PostgreSQL database (shown with its password redacted).
+    pub db: Database,
     pub listen: SocketAddr,
     /// How long an agent holds a task before it is handed to someone else.
     pub lease_duration: Duration,
@@ -110,7 +113,7 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            db_path: PathBuf::from("link-peeler-relay.db"),
+            db: Database::Sqlite(PathBuf::from("link-peeler-relay.db")),
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             lease_duration: Duration::from_secs(120),
             max_lease_expiries: 3,
@@ -199,8 +202,7 @@ pub async fn serve(config: RelayConfig) -> anyhow::Result<RunningRelay> {
     check(&config)?;
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let open_file_limit = server::limits::raise_open_file_limit();
-    let db = config.db_path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&db)).await??;
+    let store = Store::connect(&config.db, Arc::new(store::SystemClock)).await?;
     let listener = bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let ops_listener = match config.ops_listen {
@@ -235,7 +237,7 @@ pub async fn serve(config: RelayConfig) -> anyhow::Result<RunningRelay> {
         shutdown.clone(),
     ));
     let https = tls.is_some();
-    let db = config.db_path.display();
+    let db = &config.db;
     tracing::info!(%addr, https, ops = ?ops_addr, max_connections, %db, "relay listening");
     if !https && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "{PLAIN_HTTP_WARNING}");

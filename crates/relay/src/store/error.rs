@@ -4,7 +4,9 @@
 //! The store knows nothing of HTTP. Each domain outcome a handler has to tell
 //! apart is a variant of its own; the HTTP layer turns them into status, error
 //! code, message and `Retry-After` in one place (`impl From<StoreError> for
-//! Rejection` in `error.rs`). Everything else is [`StoreError::Sqlite`] or
+//! Rejection` in `error.rs`). [`StoreError::Unavailable`] (PostgreSQL cannot
+//! be reached) is a 503 the client retries. Everything else is
+//! [`StoreError::Sqlite`], [`StoreError::Postgres`] or
 //! [`StoreError::Internal`], whose detail is for the relay log, never for the
 //! client.
 
@@ -49,6 +51,17 @@ pub enum StoreError {
         /// Shared so that one failed commit can answer every op of its batch.
         error: Arc<rusqlite::Error>,
     },
+    /// PostgreSQL failed (not a lost connection); `context` says where.
+    #[error("{context}: {error}")]
+    Postgres {
+        context: &'static str,
+        error: Arc<tokio_postgres::Error>,
+    },
+    /// The database cannot be reached right now (PostgreSQL down, restarting,
+    /// out of connections, or the pool timed out). Nothing was changed by the
+    /// failed operation unless it committed; the client retries.
+    #[error("database unavailable: {detail}")]
+    Unavailable { detail: String },
     /// Anything else that should not happen (a poisoned lock, an op dropped
     /// without an answer, a value that would not encode).
     #[error("{context}: {detail}")]

@@ -1,24 +1,35 @@
-//! Durable state of the relay: one SQLite file in WAL mode.
+//! Durable state of the relay: one SQLite file in WAL mode (the default), or
+//! a PostgreSQL database that several relays share.
 //!
-//! Writes go through one thread with group commit ([`writer`]); reads use a
-//! small pool of read-only connections, which WAL lets run beside the writer.
-//! No SQLite call runs on an async worker thread: writes wait on a oneshot
-//! for the writer thread, reads run on tokio's blocking pool ([`Store::read`]).
-//! Admin commands (`keys create`, `devices revoke`, …) open the same file from
-//! another process with [`open_admin`]; SQLite's locking and `busy_timeout`
-//! make that safe while a relay is serving.
+//! [`Store`] is the one handle the HTTP layer sees; each operation dispatches
+//! to the backend it was opened on ([`Backend`]), so adding an operation
+//! means one method here and one function per backend, each in the file of
+//! its concept (`jobs.rs` / `pg/jobs.rs`, `principals.rs` / `pg/principals.rs`).
 //!
-//! Held long-polls wait in `waiters.rs`: the writer wakes one per task it made
-//! available, and a device may have [`MAX_POLLS_PER_DEVICE`] polls in flight.
+//! SQLite: writes go through one thread with group commit ([`writer`]); reads
+//! use a small pool of read-only connections, which WAL lets run beside the
+//! writer ([`sqlite`]). Admin commands (`keys create`, `devices revoke`, …)
+//! open the same file from another process with [`open_admin`]; SQLite's
+//! locking and `busy_timeout` make that safe while a relay is serving.
+//!
+//! PostgreSQL ([`pg`]): a bounded pool, one short transaction per operation,
+//! claims with `FOR UPDATE SKIP LOCKED`, uniqueness by constraints, and
+//! `LISTEN/NOTIFY` to wake long-polls held by other relays.
+//!
+//! Held long-polls wait in `waiters.rs`, woken one per task made available,
+//! and a device may have [`MAX_POLLS_PER_DEVICE`] polls in flight (per relay).
 //!
 //! Operations answer [`StoreError`], never an HTTP type; time comes from a
 //! [`Clock`], so tests can move it instead of waiting.
 
+mod database;
 mod error;
 mod events;
 mod jobs;
+pub mod pg;
 mod principals;
 mod schema;
+mod sqlite;
 #[cfg(test)]
 mod testing;
 mod waiters;
@@ -26,11 +37,11 @@ mod webhooks;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 
 use rusqlite::Connection;
-use tokio::sync::{Semaphore, oneshot};
 
+pub use database::{Database, PgUrl};
 pub use error::{CodeRefusal, StoreError};
 pub use events::ListFilter;
 pub use jobs::{Claimed, ClaimedTask, Reaped, Submitted};
@@ -39,16 +50,15 @@ pub use principals::{
     EnrollmentCode, KeyInfo, Lookup, NewKey, PrincipalKind,
 };
 pub use schema::SCHEMA_VERSION;
+#[cfg(test)]
+use sqlite::READERS;
 use waiters::Waiters;
 pub use waiters::{MAX_POLLS_PER_DEVICE, PollPermit, Waiter};
 pub use webhooks::{Attempt, DueDelivery, Slots, target_of};
-use writer::{Envelope, Op};
+use writer::Op;
 pub use writer::{NonceUse, WriterStats};
 
 use link_peeler_wire::protocol::{EnrollRequest, EnrollResponse, Event, FetchRequest, Job};
-
-/// Read connections kept open for request handlers.
-const READERS: usize = 4;
 
 /// Where the store's "now" comes from: every lease, code expiry and quota day
 /// is decided by the time the store stamps on an op when it is sent.
@@ -74,10 +84,8 @@ pub struct Store {
 }
 
 struct Inner {
-    writer: Mutex<Option<mpsc::Sender<Envelope>>>,
-    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    readers: Readers,
-    /// Held long-polls, woken by the writer one per task it made available.
+    backend: Backend,
+    /// Held long-polls, woken one per task made available.
     waiters: Arc<Waiters>,
     stats: Arc<WriterStats>,
     clock: Arc<dyn Clock>,
@@ -86,88 +94,76 @@ struct Inner {
     finishes: tokio::sync::watch::Receiver<i64>,
 }
 
-/// Read-only connections for blocking-pool threads. A read first takes one of
-/// [`READERS`] permits without blocking a thread, so a connection is always
-/// idle for it by the time it runs, and no more than [`READERS`] blocking
-/// threads are ever busy with reads.
-struct Readers {
-    idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-}
-
-impl Readers {
-    fn open(path: &Path) -> anyhow::Result<Readers> {
-        let idle = (0..READERS)
-            .map(|_| schema::open_reader(path))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Readers {
-            idle: Mutex::new(idle),
-            permits: Arc::new(Semaphore::new(READERS)),
-        })
-    }
-
-    /// An idle connection, given back when the guard drops. Call only with a permit held.
-    fn checkout(&self) -> Result<Checkout<'_>, StoreError> {
-        let conn = self
-            .idle
-            .lock()
-            .map_err(|_| StoreError::internal("reader", "lock poisoned"))?
-            .pop()
-            .ok_or_else(|| StoreError::internal("reader", "no idle connection"))?;
-        Ok(Checkout {
-            idle: &self.idle,
-            conn: Some(conn),
-        })
-    }
-}
-
-/// A read connection out of the pool.
-struct Checkout<'a> {
-    idle: &'a Mutex<Vec<Connection>>,
-    conn: Option<Connection>,
-}
-
-impl Drop for Checkout<'_> {
-    fn drop(&mut self) {
-        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.idle.lock()) {
-            idle.push(conn);
-        }
-    }
+/// The database behind a [`Store`].
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(pg::Pg),
 }
 
 impl Store {
-    /// Opens (creating and migrating) the database and starts the writer thread.
+    /// Opens (creating and migrating) the SQLite file and starts the writer thread.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
         Store::open_with_clock(path, Arc::new(SystemClock))
     }
 
     /// [`Store::open`] with another clock (tests move time instead of waiting it out).
     pub fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
-        let conn = schema::open(path)?;
-        let (finishes_tx, finishes) = tokio::sync::watch::channel(events::last_finish(&conn)?);
-        let readers = Readers::open(path)?;
-        let (tx, rx) = mpsc::channel();
         let waiters = Arc::new(Waiters::default());
-        let writer_waiters = waiters.clone();
         let stats = Arc::new(WriterStats::default());
-        let writer_stats = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("relay-writer".into())
-            .spawn(move || writer::run(conn, rx, writer_waiters, writer_stats, finishes_tx))?;
-        Ok(Store {
+        let (backend, finishes) = sqlite::Sqlite::open(path, waiters.clone(), stats.clone())?;
+        Ok(Store::with(
+            Backend::Sqlite(backend),
+            waiters,
+            stats,
+            clock,
+            finishes,
+        ))
+    }
+
+    /// Opens either backend: SQLite on a blocking thread, PostgreSQL by
+    /// connecting its pool and migrating (safe with other relays starting).
+    pub async fn connect(db: &Database, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
+        match db {
+            Database::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Store::open_with_clock(&path, clock)).await?
+            }
+            Database::Postgres(url) => {
+                let waiters = Arc::new(Waiters::default());
+                let stats = Arc::new(WriterStats::default());
+                let (backend, finishes) =
+                    pg::Pg::connect(url, waiters.clone(), stats.clone()).await?;
+                Ok(Store::with(
+                    Backend::Postgres(backend),
+                    waiters,
+                    stats,
+                    clock,
+                    finishes,
+                ))
+            }
+        }
+    }
+
+    fn with(
+        backend: Backend,
+        waiters: Arc<Waiters>,
+        stats: Arc<WriterStats>,
+        clock: Arc<dyn Clock>,
+        finishes: tokio::sync::watch::Receiver<i64>,
+    ) -> Store {
+        Store {
             inner: Arc::new(Inner {
-                writer: Mutex::new(Some(tx)),
-                writer_thread: Mutex::new(Some(thread)),
-                readers,
+                backend,
                 waiters,
                 stats,
                 clock,
                 finishes,
             }),
-        })
+        }
     }
 
-    /// Moves when jobs finish (to the last finish number committed).
+    /// Moves when jobs finish (to the last finish number committed; on
+    /// PostgreSQL also when another relay finished one).
     pub fn finishes(&self) -> tokio::sync::watch::Receiver<i64> {
         self.inner.finishes.clone()
     }
@@ -177,7 +173,20 @@ impl Store {
         self.inner.clock.now_ms()
     }
 
-    /// Commits and ops of the group commit so far.
+    fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn kind(&self) -> &'static str {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Commits and ops so far (SQLite: of the group commit; PostgreSQL: one
+    /// commit per op).
     pub fn writer_stats(&self) -> &WriterStats {
         &self.inner.stats
     }
@@ -195,87 +204,55 @@ impl Store {
         self.inner.waiters.parked()
     }
 
-    /// Stops accepting writes, lets the writer finish what it has, and waits for it.
+    /// Stops accepting writes, lets the writer finish what it has, and waits
+    /// for it (SQLite); closes the pool and the listener (PostgreSQL).
     pub fn close(&self) {
-        if let Ok(mut w) = self.inner.writer.lock() {
-            w.take();
-        }
-        let handle = self
-            .inner
-            .writer_thread
-            .lock()
-            .ok()
-            .and_then(|mut t| t.take());
-        if let Some(h) = handle {
-            let _ = h.join();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.close(),
+            Backend::Postgres(p) => p.close(),
         }
     }
 
-    fn send(&self, op: Op, nonce: Option<NonceUse>) -> Result<(), StoreError> {
-        let guard = self
-            .inner
-            .writer
-            .lock()
-            .map_err(|_| StoreError::internal("writer", "lock poisoned"))?;
-        let tx = guard.as_ref().ok_or(StoreError::ShuttingDown)?;
-        tx.send(Envelope {
-            op,
-            nonce,
-            now: self.inner.clock.now_ms(),
-        })
-        .map_err(|_| StoreError::ShuttingDown)
-    }
-
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
-        nonce: Option<NonceUse>,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx), nonce)?;
-        rx.await
-            .map_err(|_| StoreError::internal("writer", "dropped an op without answering"))?
-    }
-
-    /// Runs `f` on a pooled read-only connection, on tokio's blocking pool.
-    ///
-    /// Waiting for a free connection is async (a semaphore permit), so a burst
-    /// of reads parks tasks, not threads. The permit moves into the blocking
-    /// closure: a read whose caller went away still returns its connection.
+    /// Runs `f` on a pooled read-only SQLite connection, on tokio's blocking
+    /// pool. SQLite only (tests and SQLite-specific checks).
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .readers
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let checkout = inner.readers.checkout()?;
-            let conn = checkout
-                .conn
-                .as_ref()
-                .ok_or_else(|| StoreError::internal("reader", "connection missing"))?;
-            f(conn).map_err(StoreError::from)
-        })
-        .await
-        .map_err(|e| StoreError::internal("reader", e))?
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.read(f).await,
+            Backend::Postgres(_) => Err(StoreError::internal(
+                "read",
+                "a SQLite read on a PostgreSQL store",
+            )),
+        }
+    }
+
+    /// Whether the database answers (`/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await,
+            Backend::Postgres(p) => p.ping().await,
+        }
     }
 
     pub async fn lookup_key(&self, key_id: &str) -> Result<Lookup, StoreError> {
-        let key_id = key_id.to_owned();
-        self.read(move |c| principals::lookup(c, &key_id)).await
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let key_id = key_id.to_owned();
+                s.read(move |c| principals::lookup(c, &key_id)).await
+            }
+            Backend::Postgres(p) => p.lookup(key_id).await,
+        }
     }
 
     pub async fn consume_nonce(&self, nonce: NonceUse) -> Result<(), StoreError> {
-        self.call(Op::Nonce, Some(nonce)).await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.call(Op::Nonce, Some(nonce), now).await,
+            Backend::Postgres(p) => p.consume_nonce(&nonce, now).await,
+        }
     }
 
     pub async fn submit(
@@ -284,16 +261,23 @@ impl Store {
         request: FetchRequest,
         nonce: NonceUse,
     ) -> Result<Submitted, StoreError> {
-        let key_id = key_id.to_owned();
-        self.call(
-            |reply| Op::Submit {
-                key_id,
-                request,
-                reply,
-            },
-            Some(nonce),
-        )
-        .await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let key_id = key_id.to_owned();
+                s.call(
+                    |reply| Op::Submit {
+                        key_id,
+                        request,
+                        reply,
+                    },
+                    Some(nonce),
+                    now,
+                )
+                .await
+            }
+            Backend::Postgres(p) => p.submit(key_id, &request, &nonce, now).await,
+        }
     }
 
     /// Submits each request in order, in one transaction (`POST /api/links/batch`).
@@ -303,16 +287,23 @@ impl Store {
         requests: Vec<FetchRequest>,
         nonce: NonceUse,
     ) -> Result<Vec<Result<Submitted, StoreError>>, StoreError> {
-        let key_id = key_id.to_owned();
-        self.call(
-            |reply| Op::SubmitBatch {
-                key_id,
-                requests,
-                reply,
-            },
-            Some(nonce),
-        )
-        .await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let key_id = key_id.to_owned();
+                s.call(
+                    |reply| Op::SubmitBatch {
+                        key_id,
+                        requests,
+                        reply,
+                    },
+                    Some(nonce),
+                    now,
+                )
+                .await
+            }
+            Backend::Postgres(p) => p.submit_batch(key_id, &requests, &nonce, now).await,
+        }
     }
 
     /// Up to `limit` of the key's finished jobs after the finish number `after`.
@@ -322,9 +313,14 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let key_id = key_id.to_owned();
-        self.read(move |c| events::page(c, &key_id, after, limit))
-            .await
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let key_id = key_id.to_owned();
+                s.read(move |c| events::page(c, &key_id, after, limit))
+                    .await
+            }
+            Backend::Postgres(p) => p.events(key_id, after, limit).await,
+        }
     }
 
     /// One page of the key's jobs, and the next page's cursor.
@@ -333,8 +329,13 @@ impl Store {
         key_id: &str,
         filter: ListFilter,
     ) -> Result<(Vec<Job>, Option<i64>), StoreError> {
-        let key_id = key_id.to_owned();
-        self.read(move |c| events::list(c, &key_id, &filter)).await
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let key_id = key_id.to_owned();
+                s.read(move |c| events::list(c, &key_id, &filter)).await
+            }
+            Backend::Postgres(p) => p.list_jobs(key_id, &filter).await,
+        }
     }
 
     /// Claims due webhook deliveries that fit `slots` for one attempt each.
@@ -343,37 +344,61 @@ impl Store {
         lease_ms: i64,
         slots: Slots,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        self.call(
-            |reply| Op::ClaimDeliveries {
-                lease_ms,
-                slots,
-                reply,
-            },
-            None,
-        )
-        .await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                s.call(
+                    |reply| Op::ClaimDeliveries {
+                        lease_ms,
+                        slots,
+                        reply,
+                    },
+                    None,
+                    now,
+                )
+                .await
+            }
+            Backend::Postgres(p) => p.claim_deliveries(lease_ms, &slots, now).await,
+        }
     }
 
     /// Records how a webhook attempt ended.
     pub async fn record_attempt(&self, attempt: Attempt) -> Result<(), StoreError> {
-        self.call(|reply| Op::RecordAttempt { attempt, reply }, None)
-            .await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                s.call(|reply| Op::RecordAttempt { attempt, reply }, None, now)
+                    .await
+            }
+            Backend::Postgres(p) => p.record_attempt(&attempt).await,
+        }
     }
 
     /// When the earliest pending webhook delivery is due.
     pub async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
-        self.read(webhooks::next_due).await
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.read(webhooks::next_due).await,
+            Backend::Postgres(p) => p.next_delivery_due().await,
+        }
     }
 
     /// Webhook deliveries by state, for `/metrics`.
     pub async fn count_deliveries_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.read(webhooks::count_by_state).await
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.read(webhooks::count_by_state).await,
+            Backend::Postgres(p) => p.count_deliveries_by_state().await,
+        }
     }
 
     /// A job as its owner sees it; `None` for unknown ids and other keys' jobs.
     pub async fn get_job(&self, key_id: &str, job_id: &str) -> Result<Option<Job>, StoreError> {
-        let (key_id, job_id) = (key_id.to_owned(), job_id.to_owned());
-        self.read(move |c| jobs::get(c, &key_id, &job_id)).await
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let (key_id, job_id) = (key_id.to_owned(), job_id.to_owned());
+                s.read(move |c| jobs::get(c, &key_id, &job_id)).await
+            }
+            Backend::Postgres(p) => p.get_job(key_id, job_id).await,
+        }
     }
 
     pub async fn find_job(
@@ -381,9 +406,14 @@ impl Store {
         key_id: &str,
         idempotency_key: &str,
     ) -> Result<Option<Job>, StoreError> {
-        let (key_id, idempotency_key) = (key_id.to_owned(), idempotency_key.to_owned());
-        self.read(move |c| jobs::find_by_idempotency_key(c, &key_id, &idempotency_key))
-            .await
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let (key_id, idempotency_key) = (key_id.to_owned(), idempotency_key.to_owned());
+                s.read(move |c| jobs::find_by_idempotency_key(c, &key_id, &idempotency_key))
+                    .await
+            }
+            Backend::Postgres(p) => p.find_job(key_id, idempotency_key).await,
+        }
     }
 
     /// Leases up to `capacity` tasks to the device, unless it was revoked.
@@ -394,23 +424,40 @@ impl Store {
         lease_ms: i64,
         nonce: Option<NonceUse>,
     ) -> Result<Claimed, StoreError> {
-        let device_id = device_id.to_owned();
-        self.call(
-            |reply| Op::Claim {
-                device_id,
-                capacity,
-                lease_ms,
-                reply,
-            },
-            nonce,
-        )
-        .await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let device_id = device_id.to_owned();
+                s.call(
+                    |reply| Op::Claim {
+                        device_id,
+                        capacity,
+                        lease_ms,
+                        reply,
+                    },
+                    nonce,
+                    now,
+                )
+                .await
+            }
+            Backend::Postgres(p) => {
+                p.claim(device_id, capacity, lease_ms, nonce.as_ref(), now)
+                    .await
+            }
+        }
     }
 
     /// Returns leases to the queue without waiting for the outcome.
     pub fn release(&self, lease_ids: Vec<String>) {
-        if !lease_ids.is_empty() {
-            let _ = self.send(Op::Release { lease_ids }, None);
+        if lease_ids.is_empty() {
+            return;
+        }
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let _ = s.send(Op::Release { lease_ids }, None, now);
+            }
+            Backend::Postgres(p) => p.release(lease_ids, now),
         }
     }
 
@@ -422,26 +469,43 @@ impl Store {
         result_json: String,
         nonce: NonceUse,
     ) -> Result<(), StoreError> {
-        let (device_id, task_id, lease_id) = (
-            device_id.to_owned(),
-            task_id.to_owned(),
-            lease_id.to_owned(),
-        );
-        self.call(
-            |reply| Op::PostResult {
-                device_id,
-                task_id,
-                lease_id,
-                result_json,
-                reply,
-            },
-            Some(nonce),
-        )
-        .await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                let (device_id, task_id, lease_id) = (
+                    device_id.to_owned(),
+                    task_id.to_owned(),
+                    lease_id.to_owned(),
+                );
+                s.call(
+                    |reply| Op::PostResult {
+                        device_id,
+                        task_id,
+                        lease_id,
+                        result_json,
+                        reply,
+                    },
+                    Some(nonce),
+                    now,
+                )
+                .await
+            }
+            Backend::Postgres(p) => {
+                p.post_result(device_id, task_id, lease_id, &result_json, &nonce, now)
+                    .await
+            }
+        }
     }
 
     pub async fn enroll(&self, request: EnrollRequest) -> Result<EnrollResponse, StoreError> {
-        self.call(|reply| Op::Enroll { request, reply }, None).await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                s.call(|reply| Op::Enroll { request, reply }, None, now)
+                    .await
+            }
+            Backend::Postgres(p) => p.enroll(&request, now).await,
+        }
     }
 
     /// Requeues expired leases and prunes nonces and old jobs.
@@ -450,29 +514,40 @@ impl Store {
         max_expiries: u32,
         retention_ms: i64,
     ) -> Result<Reaped, StoreError> {
-        self.call(
-            |reply| Op::Maintain {
-                max_expiries,
-                retention_ms,
-                reply,
-            },
-            None,
-        )
-        .await
+        let now = self.now();
+        match &self.inner.backend {
+            Backend::Sqlite(s) => {
+                s.call(
+                    |reply| Op::Maintain {
+                        max_expiries,
+                        retention_ms,
+                        reply,
+                    },
+                    None,
+                    now,
+                )
+                .await
+            }
+            Backend::Postgres(p) => p.maintain(max_expiries, retention_ms, now).await,
+        }
     }
 
     /// Number of jobs in each state, for `/metrics`.
     pub async fn count_jobs_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.read(jobs::count_by_status).await
+        match &self.inner.backend {
+            Backend::Sqlite(s) => s.read(jobs::count_by_status).await,
+            Backend::Postgres(p) => p.count_by_status().await,
+        }
     }
 }
 
-/// Opens the database for an admin command (separate process or test).
+/// Opens the SQLite database for an admin command (separate process or test).
 pub fn open_admin(path: &Path) -> anyhow::Result<Connection> {
     schema::open(path)
 }
 
-/// Admin operations on an open connection; each is one short transaction.
+/// Admin operations on an open SQLite connection; each is one short
+/// transaction. PostgreSQL's are in [`pg::admin`].
 pub mod admin {
     pub use super::principals::{
         check_webhook_url, create_enrollment_code, create_enrollment_codes, create_key,

@@ -357,7 +357,7 @@ pub fn touch_device(conn: &Connection, device_id: &str, now: i64) -> rusqlite::R
     Ok(())
 }
 
-fn check_name(name: &str) -> anyhow::Result<()> {
+pub(super) fn check_name(name: &str) -> anyhow::Result<()> {
     if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         anyhow::bail!("name must be 1–128 characters without control characters");
     }

@@ -238,3 +238,121 @@ pub fn set_url(conn: &Connection, key_id: &str, url: Option<&str>) -> rusqlite::
     )?;
     Ok(n == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{T0, TestDb};
+
+    /// Queues one pending delivery per URL for a fresh finished job each.
+    fn queue(conn: &Connection, key: &str, urls: &[&str]) {
+        for (i, url) in urls.iter().enumerate() {
+            set_url(conn, key, Some(url)).unwrap();
+            let job = format!("job_{i}");
+            enqueue(conn, &job, key, EventName::JobDone, T0 + i as i64).unwrap();
+        }
+    }
+
+    fn slots(total: usize, in_flight: &[(&str, usize)]) -> Slots {
+        Slots {
+            total,
+            in_flight: in_flight
+                .iter()
+                .map(|(t, n)| ((*t).to_owned(), *n))
+                .collect(),
+            per_target: 2,
+        }
+    }
+
+    #[test]
+    fn claims_respect_the_total_and_the_per_target_caps_oldest_first() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        let conn = db.conn();
+        let a = "http://a.example/h";
+        let b = "https://b.example/h";
+        queue(&conn, &key, &[a, a, a, b, b]);
+        assert_eq!(target_of(a), "a.example:80");
+        assert_eq!(target_of(b), "b.example:443");
+
+        // Two per target: a, a, then b, b; the third a waits.
+        let got = claim_due(&conn, T0 + 10, 1_000, &slots(10, &[])).unwrap();
+        let targets: Vec<&str> = got.iter().map(|d| d.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "a.example:80",
+                "a.example:80",
+                "b.example:443",
+                "b.example:443"
+            ]
+        );
+        assert!(
+            got.iter()
+                .all(|d| d.attempt == 1 && d.first_attempt_at == T0 + 10)
+        );
+        // Claimed rows are leased: not due again until the lease runs out.
+        assert!(
+            claim_due(&conn, T0 + 10, 1_000, &slots(10, &[]))
+                .unwrap()
+                .len()
+                == 1
+        );
+        assert!(
+            claim_due(&conn, T0 + 10, 1_000, &slots(10, &[]))
+                .unwrap()
+                .is_empty()
+        );
+        let again = claim_due(&conn, T0 + 1_010, 1_000, &slots(1, &[])).unwrap();
+        assert_eq!(again.len(), 1, "the total cap");
+        assert_eq!(again[0].attempt, 2);
+        assert_eq!(
+            again[0].first_attempt_at,
+            T0 + 10,
+            "the first attempt's time stays"
+        );
+        // Slots already busy with a target count against it.
+        let busy = claim_due(&conn, T0 + 5_000, 1_000, &slots(10, &[("a.example:80", 2)])).unwrap();
+        assert!(busy.iter().all(|d| d.target == "b.example:443"), "{busy:?}");
+        assert!(
+            claim_due(&conn, T0 + 9_000, 1_000, &slots(0, &[]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn only_pending_deliveries_are_claimed_and_a_record_ends_them() {
+        let db = TestDb::new();
+        let key = db.key(100, 100);
+        let conn = db.conn();
+        queue(&conn, &key, &["http://a.example/h"]);
+        let d = claim_due(&conn, T0, 1_000, &slots(4, &[]))
+            .unwrap()
+            .remove(0);
+        assert!(
+            !format!("{d:?}").contains(&d.secret),
+            "the secret is not in Debug"
+        );
+        record(
+            &conn,
+            &Attempt {
+                delivery_id: d.delivery_id.clone(),
+                state: WebhookState::Delivered,
+                status: Some(204),
+                error: None,
+                next_attempt_at: None,
+            },
+        )
+        .unwrap();
+        assert!(
+            claim_due(&conn, T0 + 60_000, 1_000, &slots(4, &[]))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(next_due(&conn).unwrap(), None);
+        // A job finishes once: a second enqueue for it changes nothing.
+        enqueue(&conn, "job_0", &key, EventName::JobDone, T0).unwrap();
+        assert_eq!(db.count("SELECT count(*) FROM webhook_deliveries"), 1);
+    }
+}

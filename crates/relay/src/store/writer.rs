@@ -301,9 +301,11 @@ enum Sync {
 
 impl Sync {
     /// Jobs, results and enrollments are promises to a client and get `FULL`.
-    /// Batches of only leases, nonces of reads and maintenance can be redone
-    /// after a power cut (a lost lease means the task is simply queued again),
-    /// so they skip the fsync — which halves the submit→pickup latency.
+    /// Batches of only leases, nonces of reads, maintenance and webhook
+    /// attempts can be redone after a power cut (a lost lease means the task
+    /// is simply queued again; a lost attempt record means one more delivery,
+    /// which at-least-once allows), so they skip the fsync — which halves the
+    /// submit→pickup latency.
     fn for_batch(batch: &[Envelope]) -> Sync {
         let promises = batch.iter().any(|e| {
             matches!(
@@ -312,7 +314,6 @@ impl Sync {
                     | Op::SubmitBatch { .. }
                     | Op::PostResult { .. }
                     | Op::Enroll { .. }
-                    | Op::RecordAttempt { .. }
             )
         });
         if promises { Sync::Full } else { Sync::Normal }

@@ -1,14 +1,17 @@
 //! Shared helpers for relay tests: a real relay on 127.0.0.1:0 with a real
-//! SQLite file in a temp dir, and a signing HTTP client.
+//! SQLite file in a temp dir — or, with `LINK_PEELER_TEST_STORE=postgres`,
+//! a fresh database in a throwaway PostgreSQL cluster ([`pg`]) — and a
+//! signing HTTP client.
 #![allow(dead_code)]
 
+pub mod pg;
+pub mod process;
 pub mod receiver;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use link_peeler_relay::admin::{self, CreatedKey, NewKey};
-use link_peeler_relay::{RelayConfig, RunningRelay};
+use link_peeler_relay::{Database, RelayConfig, RunningRelay};
 use link_peeler_wire::protocol::{EnrollResponse, paths};
 use link_peeler_wire::signing::{Signer, unix_now};
 use reqwest::header::HeaderMap;
@@ -16,7 +19,10 @@ use serde_json::Value;
 
 pub struct TestRelay {
     pub relay: RunningRelay,
-    pub db: PathBuf,
+    /// The relay's database: a SQLite file, or a PostgreSQL database.
+    pub db: Database,
+    /// `--db` as given to the relay (the PostgreSQL URL unredacted).
+    pub db_arg: String,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -44,9 +50,14 @@ impl TestRelay {
     pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> TestRelay {
         link_peeler_wire::tls::init();
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("relay.db");
+        let db_arg = if pg::selected() {
+            pg::shared().create_database()
+        } else {
+            dir.path().join("relay.db").display().to_string()
+        };
+        let db: Database = db_arg.parse().unwrap();
         let mut config = RelayConfig {
-            db_path: db.clone(),
+            db: db.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
             ..RelayConfig::default()
         };
@@ -60,6 +71,7 @@ impl TestRelay {
         TestRelay {
             relay,
             db,
+            db_arg,
             http,
             _dir: dir,
         }
@@ -276,12 +288,24 @@ impl Client {
 }
 
 impl TestRelay {
-    /// Runs SQL on the relay's database file from a connection of its own,
-    /// as an operator (or the passing of time) would change it.
+    /// Runs SQL on the relay's database from a connection of its own, as an
+    /// operator (or the passing of time) would change it.
     pub fn sql(&self, sql: &str) {
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        conn.execute_batch(sql).unwrap();
+        match &self.db {
+            Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            Database::Postgres(url) => {
+                use link_peeler_relay::store::pg::admin;
+                let sql = sql.to_owned();
+                admin::run(url, |c| {
+                    Box::pin(async move { admin::execute_batch(c, &sql).await })
+                })
+                .unwrap();
+            }
+        }
     }
 
     /// Waits until exactly this many long-polls are parked waiting for a task
@@ -302,18 +326,8 @@ impl TestRelay {
     /// Runs the `link-peeler-relay` binary on this relay's database, as an
     /// admin would from another process, and asserts it succeeded.
     pub fn admin_cli(&self, args: &[&str]) {
-        // Cargo names the binary only to the relay crate's own tests; the
-        // root package's tests that share this file find it beside theirs.
-        let bin = option_env!("CARGO_BIN_EXE_link-peeler-relay")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let exe = std::env::current_exe().unwrap();
-                let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-                dir.join(format!("link-peeler-relay{}", std::env::consts::EXE_SUFFIX))
-            });
-        let out = std::process::Command::new(bin)
-            .arg("--db")
-            .arg(&self.db)
+        let out = std::process::Command::new(process::relay_bin())
+            .env("LINK_PEELER_RELAY_DB", &self.db_arg)
             .args(args)
             .output()
             .unwrap();
