@@ -97,6 +97,9 @@ async fn the_lookup_by_idempotency_key_needs_exactly_one_key() {
         // Without idempotencyKey the path lists jobs (§3.11), whose
         // parameters are checked by name.
         "?other=1",
+        // PostgreSQL text cannot hold U+0000: both stores refuse it by name.
+        "?source=a%00b",
+        "?idempotencyKey=a%00b",
     ] {
         let a = api.get(&format!("/api/links/jobs{q}")).await;
         assert_eq!((a.status, a.code()), (400, "invalid_request"), "{q}: {a:?}");
@@ -203,6 +206,19 @@ fn wrong_shape() -> Vec<Refused> {
             400,
             "invalid_request",
             "maxHops",
+        ),
+        (
+            r#"{"idempotencyKey":"k","trackingUrl":"https://a.test/","source":"a\u0000b"}"#
+                .into(),
+            400,
+            "invalid_request",
+            "source",
+        ),
+        (
+            r#"{"idempotencyKey":"k","trackingUrl":"https://a.test/","rowId":"\u0000"}"#.into(),
+            400,
+            "invalid_request",
+            "rowId",
         ),
     ]
 }

@@ -25,11 +25,14 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
-use crate::protocol::{ErrorBody, ErrorCode};
+use crate::protocol::{ErrorBody, ErrorCode, MAX_BATCH_JOBS, MAX_BODY_BYTES};
 use crate::signing::{Signer, unix_now};
 
-/// Largest answer read (a poll of 64 tasks with 8 KiB URLs is far below).
-const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest answer read. The largest answers list up to [`MAX_BATCH_JOBS`]
+/// jobs (a batch, a feed page, a listing page), each carrying a result posted
+/// in at most [`MAX_BODY_BYTES`] plus its URL, labels and state; a poll of 64
+/// tasks is far below. Anything longer is not a relay's answer.
+const MAX_RESPONSE_BYTES: usize = MAX_BATCH_JOBS * (MAX_BODY_BYTES + 32 * 1024);
 /// Time to establish a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for a request unless the caller says otherwise.
@@ -599,6 +602,53 @@ mod tests {
             "{e}"
         );
         assert!(!e.to_string().contains('\n'));
+    }
+
+    /// Serves one `200` answer of `len` bytes on a loopback port.
+    async fn answer_of(len: usize) -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+            );
+            conn.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b' '; 1024 * 1024];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if conn.write_all(&chunk[..n]).await.is_err() {
+                    return; // the client stopped reading
+                }
+                left -= n;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_a_full_batch_of_the_largest_jobs_and_no_further() {
+        // 500 jobs whose results are each as large as a result post may be.
+        let full_batch = MAX_BATCH_JOBS * (MAX_BODY_BYTES + 10 * 1024);
+        assert!(full_batch < MAX_RESPONSE_BYTES);
+        for (len, ok) in [(full_batch, true), (MAX_RESPONSE_BYTES + 1, false)] {
+            let url = answer_of(len).await;
+            let c = SignedClient::new(url, None, "t").unwrap();
+            let got = c
+                .send_unsigned(Method::GET, c.url("/x"), None, REQUEST_TIMEOUT)
+                .await;
+            match got {
+                Ok(answer) => assert!(ok, "{len} bytes read: {}", answer.body.len()),
+                Err(e) => {
+                    assert!(!ok, "{len} bytes refused: {e}");
+                    assert!(e.to_string().contains("answer too large"), "{e}");
+                }
+            }
+        }
     }
 
     fn test_ca(name: &str) -> (String, String) {

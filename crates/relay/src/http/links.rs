@@ -108,6 +108,11 @@ fn idempotency_key(query: Option<&str>) -> Result<String, Rejection> {
         .map(|(_, v)| v.into_owned())
         .collect();
     match wanted.as_slice() {
+        // No key holds a control character (§3.1), and PostgreSQL text cannot hold U+0000.
+        [one] if one.chars().any(char::is_control) => Err(Rejection::new(
+            ErrorCode::InvalidRequest,
+            "query parameter idempotencyKey must not contain control characters",
+        )),
         [one] if !one.is_empty() => Ok(one.clone()),
         [] => Err(Rejection::new(
             ErrorCode::InvalidRequest,

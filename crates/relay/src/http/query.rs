@@ -46,6 +46,10 @@ impl Query {
             Some(v) if v.is_empty() => {
                 Err(invalid(format!("query parameter {name} must not be empty")))
             }
+            // No stored value holds one (protocol.md §3.1), and PostgreSQL text cannot.
+            Some(v) if v.contains('\0') => Err(invalid(format!(
+                "query parameter {name} must not contain the NUL character (U+0000)"
+            ))),
             v => Ok(v.map(String::as_str)),
         }
     }
@@ -131,6 +135,7 @@ mod tests {
         assert!(message(q("limit=3&limit=4").unwrap_err()).contains("limit"));
         assert!(message(q("after=").unwrap().text("after").unwrap_err()).contains("after"));
         assert!(q("").unwrap().text("after").unwrap().is_none());
+        assert!(message(q("after=a%00b").unwrap().text("after").unwrap_err()).contains("NUL"));
     }
 
     #[test]

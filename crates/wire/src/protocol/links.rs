@@ -65,11 +65,16 @@ impl FetchRequest {
         }
         validate_tracking_url(&self.tracking_url)?;
         for (field, value) in [("source", &self.source), ("rowId", &self.row_id)] {
-            if let Some(v) = value
-                && v.chars().count() > MAX_LABEL_LEN
-            {
+            let Some(v) = value else { continue };
+            if v.chars().count() > MAX_LABEL_LEN {
                 return Err(invalid(format!(
                     "{field} must be at most {MAX_LABEL_LEN} characters"
+                )));
+            }
+            // Every store must hold what it accepts: PostgreSQL text cannot.
+            if v.contains('\0') {
+                return Err(invalid(format!(
+                    "{field} must not contain the NUL character (U+0000)"
                 )));
             }
         }
