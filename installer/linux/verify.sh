@@ -76,6 +76,9 @@ if dpkg-query -W -f='${Status}' link-peeler 2>/dev/null | grep -q 'install ok in
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
+# What this script installs it removes, even when a check fails half-way:
+# a package left behind would make the next run skip these checks.
+trap 'dpkg --purge link-peeler >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 if ! dpkg -i "$deb" >"$work/dpkg.log" 2>&1; then
   # Missing runtime dependencies: let apt bring them in and finish the install.
   apt-get install -f -y -qq --no-install-recommends >>"$work/dpkg.log" 2>&1 \
@@ -88,11 +91,15 @@ version_out="$(/usr/bin/link-peeler --version)" || fail "link-peeler --version"
 [ "$version_out" = "link-peeler $(field Version | sed 's/-[^-]*$//')" ] || fail "--version says: $version_out"
 pass "link-peeler --version: $version_out"
 # The command-line binary links no GUI library; the tray binary beside it does.
-if ldd /usr/bin/link-peeler | grep -qE 'libgtk|libgdk|appindicator'; then
-  fail "/usr/bin/link-peeler links a GUI library: $(ldd /usr/bin/link-peeler | grep -E 'libgtk|libgdk' | head -2)"
+# (ldd's output is read whole first: `ldd | grep -q` under pipefail fails
+# when grep exits at the first match and ldd dies writing the rest.)
+cli_libs="$(ldd /usr/bin/link-peeler)" || fail "ldd /usr/bin/link-peeler"
+tray_libs="$(ldd /usr/bin/link-peeler-tray)" || fail "ldd /usr/bin/link-peeler-tray"
+if grep -qE 'libgtk|libgdk|appindicator' <<<"$cli_libs"; then
+  fail "/usr/bin/link-peeler links a GUI library: $(grep -E 'libgtk|libgdk' <<<"$cli_libs" | head -2)"
 fi
-ldd /usr/bin/link-peeler-tray | grep -q libgtk-3 || fail "/usr/bin/link-peeler-tray does not link GTK"
-pass "link-peeler loads $(ldd /usr/bin/link-peeler | wc -l) shared libraries, none of them GUI; link-peeler-tray (the tray) loads $(ldd /usr/bin/link-peeler-tray | wc -l)"
+grep -q libgtk-3 <<<"$tray_libs" || fail "/usr/bin/link-peeler-tray does not link GTK"
+pass "link-peeler loads $(wc -l <<<"$cli_libs") shared libraries, none of them GUI; link-peeler-tray (the tray) loads $(wc -l <<<"$tray_libs")"
 
 # The installed agent reads /etc/link-peeler/config.toml (nothing managed as shipped).
 home="$work/home"

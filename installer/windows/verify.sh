@@ -55,7 +55,7 @@ row Property '$1 == "SecureCustomProperties" && $2 ~ /RELAY_URL/ && $2 ~ /ENROLL
 row InstallExecuteSequence '$1 == "RemoveExistingProducts"' "RemoveExistingProducts scheduled"
 # Windows masks these in verbose logs (wine 8 ignores MsiHiddenProperties, so only the row is checked).
 row Property '$1 == "MsiHiddenProperties" && $2 ~ /ENROLLMENT_CODE/' "ENROLLMENT_CODE hidden from install logs"
-msiinfo suminfo "$msi" | grep -q 'x64;1033' || fail "summary information: template is not x64;1033"
+grep -q 'x64;1033' <<<"$(msiinfo suminfo "$msi")" || fail "summary information: template is not x64;1033"
 pass "summary information: x64;1033"
 
 # ---------------------------------------------------------------- wine
