@@ -12,11 +12,13 @@
 //! Invariant: the user's own pause always holds; no managed setting can
 //! take it away or override it.
 
+pub mod controller;
 pub mod decide;
 pub mod keys;
 pub mod quota;
 pub mod schedule;
 
+pub use controller::{ControlState, Controller};
 pub use decide::{
     Decision, Inputs, Periods, Quota, Reading, Reason, Sensors, Usage, UserPause, decide,
 };

@@ -194,6 +194,12 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether one more task (one link, one hop's bytes) fits now.
+    pub fn check(&self, now: &Zoned, policy: &Policy) -> Result<(), Exhausted> {
+        let p = Periods::of(now).map_err(|_| Exhausted(Quota::LinksPerHour))?;
+        Self::fits(&self.book(), &p, policy, 1, HOP_RESERVE)
+    }
+
     /// Reserves one link and one hop's bytes for a task about to be taken.
     pub fn reserve(&self, now: &Zoned, policy: &Policy) -> Result<Reservation, Exhausted> {
         let p = Periods::of(now).map_err(|_| Exhausted(Quota::LinksPerHour))?;
