@@ -258,6 +258,16 @@ impl<R: LinkResolver> Runner<R> {
                 tracing::info!(reasons = ?reasons, "paused: not taking tasks");
                 st.paused = Some(reasons.clone());
             }
+            // Tell the relay why no work is taken (at most once per wake-up,
+            // which is at most once a minute while nothing changes).
+            match self.shared.client.report(c.report()).await {
+                Ok(()) => {}
+                Err(e) if e.verdict(Op::Poll) == Verdict::SignIn => {
+                    st.sign_in = Some(e.to_string());
+                    return None;
+                }
+                Err(e) => tracing::debug!(error = %e, "state report not delivered"),
+            }
             let idle = st.workers.is_empty();
             tokio::select! {
                 done = st.workers.join_next(), if !idle => if let Some(done) = done {
@@ -295,7 +305,11 @@ impl<R: LinkResolver> Runner<R> {
     async fn poll_and_start(&self, st: &mut LoopState, free: u32) -> Next {
         let s = &self.shared;
         let polled = tokio::select! {
-            r = s.client.poll(free, if st.connected { self.cfg.poll_wait_seconds } else { 0 }) => r,
+            r = s.client.poll_reporting(
+                free,
+                if st.connected { self.cfg.poll_wait_seconds } else { 0 },
+                self.control.as_ref().map(|c| c.report()),
+            ) => r,
             // Dropping a held poll is safe: the relay releases leases of an abandoned poll.
             _ = self.stop.cancelled() => return Next::Stop,
         };

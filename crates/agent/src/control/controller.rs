@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
+use link_peeler_wire::protocol::{AgentReport, QuotaLeft};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use url::Url;
@@ -294,6 +295,37 @@ impl Controller {
         }
     }
 
+    /// The state report sent with each poll (protocol.md §4.2).
+    pub fn report(&self) -> AgentReport {
+        let s = self.state.borrow().clone();
+        let (state, reasons) = match &s.decision {
+            Decision::Active => ("active", vec![]),
+            Decision::Paused(rs) => (
+                "paused",
+                rs.iter()
+                    .filter_map(|r| {
+                        serde_json::to_value(r)
+                            .ok()
+                            .and_then(|v| v["reason"].as_str().map(str::to_owned))
+                    })
+                    .take(link_peeler_wire::protocol::MAX_REPORT_REASONS)
+                    .collect(),
+            ),
+        };
+        let q = s.quota_left;
+        AgentReport {
+            state: state.to_owned(),
+            reasons,
+            quota_left: Some(QuotaLeft {
+                links_this_hour: q.links_this_hour,
+                links_today: q.links_today,
+                bytes_today: q.bytes_today,
+                bytes_this_month: q.bytes_this_month,
+            }),
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        }
+    }
+
     /// How many of `want` tasks the quotas have room for now.
     pub fn room(&self, want: u32) -> u32 {
         self.ledger.room(&self.clock.now(), &self.policy, want)
@@ -503,6 +535,31 @@ mod tests {
             next.watch().borrow().quota_left.bytes_today,
             crate::control::keys::DEFAULT_MAX_BYTES_PER_DAY - 200
         );
+    }
+
+    #[test]
+    fn the_report_for_the_relay_is_valid_and_names_the_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = controller(Policy::default(), dir.path(), "2026-06-01T10:00:00Z");
+        let r = c.report();
+        assert_eq!((r.state.as_str(), r.reasons.len()), ("active", 0));
+        assert_eq!(
+            r.quota_left.unwrap().links_this_hour,
+            crate::control::keys::DEFAULT_MAX_LINKS_PER_HOUR
+        );
+        c.pause_for(Duration::from_secs(60));
+        let r = c.report();
+        assert_eq!(
+            (r.state.as_str(), r.reasons.as_slice()),
+            ("paused", &["user".to_owned()][..])
+        );
+        assert_eq!(r.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+        let poll = link_peeler_wire::protocol::PollRequest {
+            capacity: 0,
+            wait_seconds: 0,
+            state: Some(r),
+        };
+        assert!(poll.validate().is_ok());
     }
 
     #[test]
