@@ -107,3 +107,24 @@ async fn malformed_state_reports_are_refused() {
     }
     assert_eq!(admin::list_devices(&relay.db).unwrap()[0].agent_state, None);
 }
+
+/// Each task names who asked: the API key's name and the job's `source`.
+#[tokio::test]
+async fn tasks_carry_the_api_key_name_and_the_jobs_source() {
+    let relay = TestRelay::start().await;
+    let api = relay.api(&relay.key());
+    let (_, device) = relay.device().await;
+    let a = api
+        .post(
+            paths::LINKS_FETCH,
+            r#"{"idempotencyKey":"s1","trackingUrl":"https://trk.example/s","source":"newsletter"}"#,
+        )
+        .await;
+    assert_eq!(a.status, 202, "{a:?}");
+    api.submit("s2", "https://trk.example/t").await;
+    let tasks = device.poll(2, 0).await.json["tasks"].clone();
+    assert_eq!(tasks[0]["apiKeyName"], "test");
+    assert_eq!(tasks[0]["source"], "newsletter");
+    assert_eq!(tasks[1]["apiKeyName"], "test");
+    assert!(tasks[1].get("source").is_none(), "{tasks}");
+}

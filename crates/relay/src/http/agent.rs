@@ -162,6 +162,8 @@ fn to_task(t: ClaimedTask) -> Task {
         options: t.options,
         attempt: t.attempt,
         lease_expires_at: ids::rfc3339(t.lease_expires_at),
+        api_key_name: t.api_key_name,
+        source: t.source,
     }
 }
 

@@ -168,6 +168,13 @@ pub struct Task {
     pub options: FetchOptions,
     pub attempt: u32,
     pub lease_expires_at: String,
+    /// Who asked (protocol.md §4.2): the name of the API key that submitted
+    /// the job, so the person whose computer runs it can see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_name: Option<String>,
+    /// The job's `source`, when the integrator gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Answer to a poll.
