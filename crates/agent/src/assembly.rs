@@ -18,7 +18,7 @@ use url::Url;
 
 use super::client::RelayClient;
 use super::config::{self, ConfigError, FileConfig, Overrides, Settings};
-use super::control::{Controller, Sensors};
+use super::control::{Controller, sensors};
 use super::credentials::DeviceCredentials;
 use super::managed::{self, Managed};
 use super::outbox::Outbox;
@@ -116,10 +116,8 @@ pub fn build(
     if clock_offset != 0 {
         client.set_clock_offset(clock_offset);
     }
-    // Metered-network and battery detection are not implemented yet: the
-    // sensors read "unknown" (never a pause) until a platform source exists.
-    let (_no_sensors, sensors) = tokio::sync::watch::channel(Sensors::default());
-    let control = Controller::open(settings.policy.clone(), sensors, data_dir);
+    // Metered network and battery: D-Bus on Linux, "unknown" elsewhere for now.
+    let control = Controller::open(settings.policy.clone(), sensors::spawn(), data_dir);
     Ok(Runner::new(
         Arc::new(client),
         resolver,

@@ -17,6 +17,7 @@ pub mod decide;
 pub mod keys;
 pub mod quota;
 pub mod schedule;
+pub mod sensors;
 
 pub use controller::{ControlState, Controller};
 pub use decide::{
