@@ -591,7 +591,11 @@ async fn resolve_task<R: LinkResolver>(
         }
     };
     let counted = watch.bytes() > 0 || result.hops.iter().any(|h| h.status.is_some());
-    watch.finish(counted);
+    // Settling writes the counts to disk (fsync): not on an async worker thread.
+    let settle = watch.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || settle.finish(counted)).await {
+        tracing::error!(error = %e, "cannot settle the task's quota reservation");
+    }
     result
 }
 

@@ -117,6 +117,9 @@ pub struct Controller {
     state: watch::Sender<ControlState>,
     changed: Notify,
     data_dir: Option<PathBuf>,
+    /// Held while the file is written, the counts read inside it: the last
+    /// write always holds the latest counts.
+    saving: Mutex<()>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -152,6 +155,7 @@ impl Controller {
             sensors,
             changed: Notify::new(),
             data_dir,
+            saving: Mutex::new(()),
         };
         c.decide_now();
         Arc::new(c)
@@ -191,8 +195,10 @@ impl Controller {
         self.state.subscribe()
     }
 
+    /// Writes the counts and the pause (blocking: fsync).
     fn save(&self) {
         let Some(dir) = &self.data_dir else { return };
+        let _one_at_a_time = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         let mut saved = self.inner().saved.clone();
         saved.quota = self.ledger.counts();
         let write = serde_json::to_vec_pretty(&saved)
