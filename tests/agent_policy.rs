@@ -102,3 +102,56 @@ async fn a_destination_outside_the_allow_list_is_refused_without_a_request() {
     agent.signal("TERM");
     agent.wait_exit().await;
 }
+
+/// `status --json` shows the effective policy, where each value comes from,
+/// and the decision; a malformed managed value stops it with one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_effective_policy_and_its_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = AgentHome::new(tmp.path(), "s");
+    home.write_config(
+        "pause_on_battery = false\nmax_links_per_hour = 1\nallowed_hours = \"09:00-17:00\"\n",
+    );
+    let managed = home.config_path().with_file_name("managed.toml");
+    std::fs::write(
+        &managed,
+        "max_links_per_hour = 50\ndefault_max_bytes_per_day = \"10MB\"\ndefault_allowed_hours = \"always\"\n",
+    )
+    .unwrap();
+    let (rc, out, err) = home.run(&["status", "--json"], &[]).await;
+    assert_eq!(rc, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let p = &st["policy"];
+    assert_eq!(p["pauseOnBattery"]["value"], false);
+    assert_eq!(p["pauseOnBattery"]["source"], "user");
+    assert_eq!(p["pauseOnMetered"]["source"], "built-in");
+    assert_eq!(p["maxLinksPerHour"]["value"], 50);
+    assert_eq!(p["maxLinksPerHour"]["source"], "managed-locked");
+    assert_eq!(p["maxBytesPerDay"]["value"], 10_000_000);
+    assert_eq!(p["maxBytesPerDay"]["source"], "managed-default");
+    assert_eq!(p["allowedHours"]["value"], "09:00-17:00");
+    assert_eq!(p["allowedHours"]["source"], "user");
+    let c = &st["control"];
+    assert_eq!(c["sensors"]["metered"], "unknown");
+    assert!(
+        c["decision"]["state"] == "active" || c["decision"]["state"] == "paused",
+        "{c}"
+    );
+    assert_eq!(c["quotaLeft"]["linksThisHour"], 50);
+    assert!(
+        st["managedSettings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "max_links_per_hour")
+    );
+
+    std::fs::write(&managed, "max_links_per_hour = 0\n").unwrap();
+    let (rc, _, err) = home.run(&["status", "--json"], &[]).await;
+    assert_ne!(rc, 0);
+    assert!(
+        err.contains("managed.toml") && err.contains("max_links_per_hour"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
