@@ -36,6 +36,18 @@ impl FakeUPower {
     }
 }
 
+struct FakeProfiles {
+    active: String,
+}
+
+#[zbus::interface(name = "net.hadess.PowerProfiles")]
+impl FakeProfiles {
+    #[zbus(property)]
+    fn active_profile(&self) -> String {
+        self.active.clone()
+    }
+}
+
 struct FakeLogind;
 
 #[zbus::interface(name = "org.freedesktop.login1.Manager")]
@@ -168,6 +180,43 @@ async fn metered_and_battery_follow_the_services_signals_and_resume() {
         .unwrap();
     let emitter = zbus::object_server::SignalEmitter::new(&logind, linux::LOGIND_PATH).unwrap();
     FakeLogind::prepare_for_sleep(&emitter, false)
+        .await
+        .unwrap();
+    until(&mut rx, sensors(Reading::No, Reading::No)).await;
+
+    // Battery saver (power-profiles-daemon) on mains counts as on battery.
+    let profiles = zbus::connection::Builder::address(addr.as_str())
+        .unwrap()
+        .name(linux::PROFILES)
+        .unwrap()
+        .serve_at(
+            linux::PROFILES_PATH,
+            FakeProfiles {
+                active: "balanced".into(),
+            },
+        )
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let p_iface = profiles
+        .object_server()
+        .interface::<_, FakeProfiles>(linux::PROFILES_PATH)
+        .await
+        .unwrap();
+    p_iface.get_mut().await.active = "power-saver".into();
+    p_iface
+        .get()
+        .await
+        .active_profile_changed(p_iface.signal_emitter())
+        .await
+        .unwrap();
+    until(&mut rx, sensors(Reading::No, Reading::Yes)).await;
+    p_iface.get_mut().await.active = "performance".into();
+    p_iface
+        .get()
+        .await
+        .active_profile_changed(p_iface.signal_emitter())
         .await
         .unwrap();
     until(&mut rx, sensors(Reading::No, Reading::No)).await;

@@ -1,7 +1,8 @@
 //! Metered network and battery, from the platform, event-driven.
 //!
-//! Linux: NetworkManager's `Metered` property and UPower's `OnBattery` on the
-//! system D-Bus, re-read whenever either service announces a property
+//! Linux: NetworkManager's `Metered` property, UPower's `OnBattery` and
+//! power-profiles-daemon's `ActiveProfile` (`power-saver` is battery saver)
+//! on the system D-Bus, re-read whenever one of them announces a property
 //! change (`PropertiesChanged`), starts or stops (`NameOwnerChanged`), and
 //! after the computer resumes from sleep (logind's `PrepareForSleep(false)`):
 //! no polling loop. A service that is not there reads "unknown", which never
@@ -48,6 +49,8 @@ pub mod linux {
     pub const NM_PATH: &str = "/org/freedesktop/NetworkManager";
     pub const UPOWER: &str = "org.freedesktop.UPower";
     pub const UPOWER_PATH: &str = "/org/freedesktop/UPower";
+    pub const PROFILES: &str = "net.hadess.PowerProfiles";
+    pub const PROFILES_PATH: &str = "/net/hadess/PowerProfiles";
     pub const LOGIND: &str = "org.freedesktop.login1";
     pub const LOGIND_PATH: &str = "/org/freedesktop/login1";
     pub const LOGIND_MANAGER: &str = "org.freedesktop.login1.Manager";
@@ -82,9 +85,13 @@ pub mod linux {
     pub async fn read(conn: &zbus::Connection) -> Sensors {
         let m: Option<u32> = property(conn, NM, NM_PATH, "Metered").await;
         let b: Option<bool> = property(conn, UPOWER, UPOWER_PATH, "OnBattery").await;
+        let p: Option<String> = property(conn, PROFILES, PROFILES_PATH, "ActiveProfile").await;
+        let saver = p.as_deref() == Some("power-saver");
         Sensors {
             metered: m.map_or(Reading::Unknown, metered),
+            // Battery saver on counts as on battery, whatever UPower says.
             on_battery: match b {
+                _ if saver => Reading::Yes,
                 Some(true) => Reading::Yes,
                 Some(false) => Reading::No,
                 None => Reading::Unknown,
@@ -115,6 +122,7 @@ pub mod linux {
         let subscribed = async {
             let nm = changes(&conn, NM, NM_PATH).await?;
             let up = changes(&conn, UPOWER, UPOWER_PATH).await?;
+            let profiles = changes(&conn, PROFILES, PROFILES_PATH).await?;
             let owners = DBusProxy::new(&conn)
                 .await?
                 .receive_name_owner_changed()
@@ -123,10 +131,10 @@ pub mod linux {
                 .await?
                 .receive_signal("PrepareForSleep")
                 .await?;
-            zbus::Result::Ok((nm, up, owners, sleep))
+            zbus::Result::Ok((nm, up, profiles, owners, sleep))
         };
         // Subscribe first, then read: a change in between is not missed.
-        let (mut nm, mut up, mut owners, mut sleep) = match subscribed.await {
+        let (mut nm, mut up, mut profiles, mut owners, mut sleep) = match subscribed.await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch the system D-Bus; metered network and battery are read once");
@@ -141,10 +149,11 @@ pub mod linux {
                 _ = tx.closed() => return,
                 Some(_) = nm.next() => {}
                 Some(_) = up.next() => {}
+                Some(_) = profiles.next() => {}
                 Some(o) = owners.next() => {
                     let ours = o
                         .args()
-                        .map(|a| [NM, UPOWER].contains(&a.name().as_str()))
+                        .map(|a| [NM, UPOWER, PROFILES].contains(&a.name().as_str()))
                         .unwrap_or(false);
                     if !ours {
                         continue;
