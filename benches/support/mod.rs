@@ -97,6 +97,13 @@ pub fn spawn_agent(
 ) -> Child {
     let home = root.join(name);
     std::fs::create_dir_all(&home).expect("home");
+    // The user's quotas (issue 16) would stop a benchmark after a few
+    // hundred links: a benchmark machine's user allows far more.
+    std::fs::write(
+        home.join("config.toml"),
+        "max_links_per_hour = 10000000\nmax_links_per_day = 10000000\nmax_bytes_per_day = \"1TB\"\nmax_bytes_per_month = \"1TB\"\n",
+    )
+    .expect("config");
     Command::new(AGENT_BIN)
         .args([
             "run",

@@ -90,7 +90,7 @@ impl SettingsArgs {
             allow_networks: self.allow_networks.clone(),
             user_agent: self.user_agent.clone(),
             relay_ca_file: self.relay_ca_file.clone(),
-            relay_ca: None,
+            ..Default::default()
         }
     }
 }

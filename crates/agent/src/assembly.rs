@@ -18,6 +18,7 @@ use url::Url;
 
 use super::client::RelayClient;
 use super::config::{self, ConfigError, FileConfig, Overrides, Settings};
+use super::control::{Controller, sensors};
 use super::credentials::DeviceCredentials;
 use super::managed::{self, Managed};
 use super::outbox::Outbox;
@@ -115,13 +116,16 @@ pub fn build(
     if clock_offset != 0 {
         client.set_clock_offset(clock_offset);
     }
+    // Metered network and battery: D-Bus on Linux, "unknown" elsewhere for now.
+    let control = Controller::open(settings.policy.clone(), sensors::spawn(), data_dir);
     Ok(Runner::new(
         Arc::new(client),
         resolver,
         outbox,
         RunnerConfig::from_settings(settings),
         stop,
-    ))
+    )
+    .with_control(control))
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use url::Url;
 use super::policy::{Op, Verdict, decide};
 use link_peeler_wire::client::{ExtraRoots, REQUEST_TIMEOUT, SignedClient, date_header};
 use link_peeler_wire::protocol::{
-    EnrollRequest, EnrollResponse, ErrorCode, PollRequest, PollResponse, ResultPost, Task, paths,
+    AgentReport, EnrollRequest, EnrollResponse, ErrorCode, PollRequest, PollResponse, ResultPost,
+    Task, paths,
 };
 use link_peeler_wire::signing::Signer;
 
@@ -56,6 +57,9 @@ pub struct Health {
 #[derive(Debug)]
 pub struct RelayClient {
     client: SignedClient,
+    /// The relay refused a poll carrying a state report (a relay older than
+    /// the report, whose poll body takes no unknown field): send none again.
+    no_state: std::sync::atomic::AtomicBool,
 }
 
 impl RelayClient {
@@ -74,6 +78,7 @@ impl RelayClient {
         let user_agent = concat!("link-peeler-agent/", env!("CARGO_PKG_VERSION"));
         Ok(RelayClient {
             client: SignedClient::with_roots(base, signer, user_agent, roots)?,
+            no_state: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -110,14 +115,56 @@ impl RelayClient {
 
     /// `POST /api/agent/poll`: waits up to `wait_seconds` for up to `capacity` tasks.
     pub async fn poll(&self, capacity: u32, wait_seconds: u32) -> Result<Vec<Task>, RelayError> {
-        let body = serde_json::to_vec(&PollRequest {
-            capacity,
-            wait_seconds,
-        })
-        .unwrap_or_default();
+        self.poll_reporting(capacity, wait_seconds, None).await
+    }
+
+    /// A report-only poll (capacity 0): tells the relay this agent's state
+    /// while it takes no tasks (paused). Nothing is sent to a relay that
+    /// refused state reports before.
+    pub async fn report(&self, state: AgentReport) -> Result<(), RelayError> {
+        if self.no_state.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.poll_reporting(0, 0, Some(state)).await.map(drop)
+    }
+
+    /// `POST /api/agent/poll` with this agent's state report (protocol.md
+    /// §4.2). A relay that refuses the report as an unknown field (`400
+    /// invalid_request`, a relay older than it) is asked again without it,
+    /// and this client sends no report again.
+    pub async fn poll_reporting(
+        &self,
+        capacity: u32,
+        wait_seconds: u32,
+        state: Option<AgentReport>,
+    ) -> Result<Vec<Task>, RelayError> {
+        use std::sync::atomic::Ordering;
+        let state = state.filter(|_| !self.no_state.load(Ordering::Relaxed));
+        let with_state = state.is_some();
+        let body = |state| {
+            serde_json::to_vec(&PollRequest {
+                capacity,
+                wait_seconds,
+                state,
+            })
+            .unwrap_or_default()
+        };
         let timeout = Duration::from_secs(wait_seconds.into()) + POLL_SLACK;
         let url = self.client.url(paths::AGENT_POLL);
-        let answer = self.client.send(Method::POST, url, body, timeout).await?;
+        let answer = match self
+            .client
+            .send(Method::POST, url.clone(), body(state), timeout)
+            .await
+        {
+            Err(e) if with_state && e.status() == Some(400) => {
+                tracing::info!(error = %e, "the relay does not take state reports with polls; polling without");
+                self.no_state.store(true, Ordering::Relaxed);
+                self.client
+                    .send(Method::POST, url, body(None), timeout)
+                    .await?
+            }
+            other => other?,
+        };
         Ok(answer.json::<PollResponse>("poll answer")?.tasks)
     }
 

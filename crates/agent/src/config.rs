@@ -20,6 +20,7 @@
 //! agent with one line naming it; it is used for the relay connection only,
 //! never by the resolver.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,9 @@ use link_peeler_wire::client::{ExtraRoots, is_loopback_host};
 use link_peeler_wire::protocol::{USER_AGENT_RULE, is_valid_user_agent};
 use serde::{Deserialize, Serialize};
 use url::Url;
+
+use crate::control::keys;
+use crate::control::{Layer, Policy};
 
 /// Environment variable naming the config file (overrides the default location).
 pub const ENV_CONFIG: &str = "LINK_PEELER_CONFIG";
@@ -69,8 +73,10 @@ pub enum ConfigError {
 }
 
 /// The contents of `config.toml`. Every key is optional.
+///
+/// Unknown keys are refused by [`parse_file`] (so are secrets); the policy
+/// keys ([`crate::control::keys`]) are read and checked into `policy`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Relay base URL (`https://…`; `http://` only for loopback).
     pub relay: Option<String>,
@@ -86,7 +92,20 @@ pub struct FileConfig {
     /// PEM file of CAs trusted for the relay's certificate, besides the OS
     /// trust store; a relative path is relative to the config file.
     pub relay_ca_file: Option<String>,
+    /// The user's policy settings (pauses, hours, quotas, destinations, retention).
+    #[serde(skip)]
+    pub policy: Layer,
 }
+
+/// The keys of [`FileConfig`] besides the policy keys.
+const FILE_KEYS: [&str; 6] = [
+    "relay",
+    "capacity",
+    "user_agent",
+    "allow_networks",
+    "poll_wait_seconds",
+    "relay_ca_file",
+];
 
 /// Command-line overrides; `None`/empty means "not given".
 #[derive(Debug, Clone, Default)]
@@ -100,6 +119,10 @@ pub struct Overrides {
     /// The managed CA file, already read and checked while the managed source
     /// was validated: used as it is instead of reading the file again.
     pub relay_ca: Option<RelayCa>,
+    /// Policy values the admin locked (the managed source's plain keys).
+    pub policy_locked: Layer,
+    /// Policy defaults the admin set (the managed source's `default_…` keys).
+    pub policy_defaults: Layer,
 }
 
 /// The private CA(s) trusted for the relay: `relay_ca_file` and what it holds.
@@ -144,6 +167,8 @@ pub struct Settings {
     pub poll_wait_seconds: u32,
     /// CAs trusted for the relay besides the OS trust store (`relay_ca_file`).
     pub relay_ca: Option<RelayCa>,
+    /// The effective policy, each value with its source.
+    pub policy: Policy,
 }
 
 impl Settings {
@@ -200,7 +225,20 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// Parses config text; the error is one line (toml's own message spans several).
 pub fn parse_file(text: &str) -> Result<FileConfig, String> {
-    parse_toml_as::<FileConfig>(text)
+    let table = parse_toml_as::<toml::Table>(text)?;
+    let mut policy = BTreeMap::new();
+    for (k, v) in &table {
+        if FILE_KEYS.contains(&k.as_str()) {
+            continue;
+        }
+        if !keys::is_key(k) {
+            return Err(format!("unknown field `{k}`"));
+        }
+        policy.insert(k.clone(), keys::from_toml(v));
+    }
+    let mut file = parse_toml_as::<FileConfig>(text)?;
+    file.policy = keys::parse_layer(&policy)?;
+    Ok(file)
 }
 
 /// Parses TOML into `T`; the error is one line with the line number.
@@ -275,6 +313,7 @@ pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigE
         (None, Some(p)) => Some(RelayCa::load(&p).map_err(ConfigError::RelayCa)?),
         (None, None) => None,
     };
+    let policy = Policy::merge(&file.policy, &flags.policy_locked, &flags.policy_defaults);
     Ok(Settings {
         relay,
         capacity,
@@ -282,6 +321,7 @@ pub fn resolve(file: &FileConfig, flags: &Overrides) -> Result<Settings, ConfigE
         allow_networks,
         poll_wait_seconds,
         relay_ca,
+        policy,
     })
 }
 
@@ -402,8 +442,7 @@ mod tests {
             capacity: Some(32),
             allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
             user_agent: Some("flag".into()),
-            relay_ca_file: None,
-            relay_ca: None,
+            ..Default::default()
         };
         let s = resolve(&file, &flags).unwrap();
         assert_eq!(s.capacity, 32);
@@ -584,5 +623,80 @@ mod tests {
         let e = RelayCa::load(&big).unwrap_err();
         assert!(e.contains("larger than") && e.contains("big.pem"), "{e}");
         assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
+    fn policy_keys_in_the_users_file() {
+        let file = parse_file(
+            "relay = \"https://a.example\"\npause_on_metered = false\nallowed_hours = \"09:00-17:00\"\nmax_bytes_per_month = \"1GiB\"\ndeny_domains = [\"ads.example\"]\n",
+        )
+        .unwrap();
+        let s = resolve(&file, &Overrides::default()).unwrap();
+        let p = &s.policy;
+        assert!(!p.pause_on_metered.value);
+        assert_eq!(p.pause_on_metered.source, crate::control::Source::User);
+        assert_eq!(p.allowed_hours.value.to_string(), "09:00-17:00");
+        assert_eq!(p.max_bytes_per_month.value, 1 << 30);
+        assert!(!p.destination_allowed("x.ads.example"));
+        assert!(p.pause_on_battery.value);
+        assert_eq!(p.pause_on_battery.source, crate::control::Source::BuiltIn);
+        // An admin's lock wins over the user's value; an admin's default does not.
+        let flags = Overrides {
+            policy_locked: Layer {
+                pause_on_metered: Some(true),
+                ..Default::default()
+            },
+            policy_defaults: Layer {
+                allowed_hours: Some(crate::control::schedule::Hours::always()),
+                max_links_per_day: Some(7),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = resolve(&file, &flags).unwrap().policy;
+        assert!(p.pause_on_metered.value);
+        assert_eq!(
+            p.pause_on_metered.source,
+            crate::control::Source::ManagedLocked
+        );
+        assert_eq!(p.allowed_hours.source, crate::control::Source::User);
+        assert_eq!(p.max_links_per_day.value, 7);
+        assert_eq!(
+            p.max_links_per_day.source,
+            crate::control::Source::ManagedDefault
+        );
+    }
+
+    /// A malformed policy value in the user's file names the key and the file.
+    #[test]
+    fn malformed_policy_values_in_the_users_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        for (text, key) in [
+            ("pause_on_metered = \"yes please\"", "pause_on_metered"),
+            ("pause_on_battery = 2", "pause_on_battery"),
+            ("allowed_hours = \"9-5\"", "allowed_hours"),
+            ("allowed_days = []", "allowed_days"),
+            ("max_links_per_hour = 0", "max_links_per_hour"),
+            ("max_links_per_day = \"many\"", "max_links_per_day"),
+            ("max_bytes_per_day = -1", "max_bytes_per_day"),
+            (
+                "max_bytes_per_month = \"2 furlongs\"",
+                "max_bytes_per_month",
+            ),
+            ("allow_domains = [\"*\"]", "allow_domains"),
+            ("deny_domains = \"https://ads.example/\"", "deny_domains"),
+            ("activity_retention_days = 99999", "activity_retention_days"),
+            // Managed-only spellings are not the user's.
+            (
+                "default_pause_on_metered = true",
+                "default_pause_on_metered",
+            ),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = load_file(&p).unwrap_err().to_string();
+            assert!(e.contains("config.toml") && e.contains(key), "{text}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 }

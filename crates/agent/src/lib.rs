@@ -11,6 +11,7 @@
 //! - [`managed`]: admin-deployed settings (registry, managed preferences, /etc) and self-enrollment;
 //! - [`enrollment`]: code → credentials in the keychain, as a library call (the tray's);
 //! - [`client`]: signed requests to the relay, one clock correction on `stale_timestamp`;
+//! - [`control`]: the end user's policy (pauses, hours, quotas, destinations) with each value's source, and the pure active/paused decision;
 //! - [`policy`]: the one table of relay answers that retry, stop or drop;
 //! - [`backoff`]: full-jitter exponential backoff, 1 s → 60 s, `Retry-After` as floor;
 //! - [`files`]: the one atomic, durable, private file write;
@@ -32,6 +33,7 @@ pub mod assembly;
 pub mod backoff;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod credentials;
 pub mod doctor;
 pub mod enrollment;

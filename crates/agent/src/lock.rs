@@ -114,6 +114,7 @@ fn make_agent_files_private(data_dir: &Path) -> Vec<String> {
         LOCK_FILE,
         crate::state::STATE_FILE,
         crate::managed::ATTEMPTS_FILE,
+        crate::control::controller::CONTROL_FILE,
     ];
     for name in files {
         let path = data_dir.join(name);

@@ -5,6 +5,9 @@
 //! and keeps the agent ignorant of how hops are followed.
 
 use std::future::Future;
+use std::sync::Arc;
+
+use link_peeler_resolver::meter::Watch;
 
 use link_peeler_wire::protocol::{FetchOptions, ResolutionResult};
 
@@ -15,12 +18,40 @@ pub trait LinkResolver: Send + Sync + 'static {
         url: &str,
         options: &FetchOptions,
     ) -> impl Future<Output = ResolutionResult> + Send;
+
+    /// Resolves with `watch` asked before every hop and told every byte
+    /// downloaded. A resolver that cannot (a scripted one) ignores it.
+    fn resolve_watched(
+        &self,
+        url: &str,
+        options: &FetchOptions,
+        watch: Arc<dyn Watch>,
+    ) -> impl Future<Output = ResolutionResult> + Send {
+        drop(watch);
+        self.resolve(url, options)
+    }
 }
 
 impl LinkResolver for link_peeler_resolver::Resolver {
     async fn resolve(&self, url: &str, options: &FetchOptions) -> ResolutionResult {
         self.resolve_with(url, options.max_hops, options.user_agent.as_deref())
             .await
+    }
+
+    async fn resolve_watched(
+        &self,
+        url: &str,
+        options: &FetchOptions,
+        watch: Arc<dyn Watch>,
+    ) -> ResolutionResult {
+        link_peeler_resolver::Resolver::resolve_watched(
+            self,
+            url,
+            options.max_hops,
+            options.user_agent.as_deref(),
+            watch,
+        )
+        .await
     }
 }
 

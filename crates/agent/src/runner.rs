@@ -33,11 +33,13 @@ use tokio_util::sync::CancellationToken;
 use super::activity::{Activity, Connection, Publisher};
 use super::backoff::Backoff;
 use super::client::{RelayClient, RelayErrorExt};
+use super::control::controller::{Controller, Task as ControlTask};
+use super::control::{Decision, Reason, quota::Exhausted};
 use super::outbox::{Outbox, Pending, now_ms};
 use super::policy::{Op, Verdict};
 use super::resolve::LinkResolver;
 use link_peeler_wire::client::RelayError;
-use link_peeler_wire::protocol::{ResultPost, Task};
+use link_peeler_wire::protocol::{Conclusion, ResolutionResult, ResultPost, Task};
 
 /// How long in-flight resolutions may run after a stop request.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,6 +130,8 @@ pub struct Runner<R> {
     shared: Arc<Shared<R>>,
     cfg: RunnerConfig,
     stop: CancellationToken,
+    /// The user's policy: pauses, quotas, destination rules (none: no limits).
+    control: Option<Arc<Controller>>,
 }
 
 impl<R: LinkResolver> Runner<R> {
@@ -149,7 +153,21 @@ impl<R: LinkResolver> Runner<R> {
             }),
             cfg,
             stop,
+            control: None,
         }
+    }
+
+    /// Runs under `control`: no poll while it says paused, no task taken
+    /// without a quota reservation, every hop checked against the
+    /// destination rules and metered.
+    pub fn with_control(mut self, control: Arc<Controller>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// The controller this runner obeys, if any (for a user interface).
+    pub fn control(&self) -> Option<Arc<Controller>> {
+        self.control.clone()
     }
 
     /// Live counters of this runner.
@@ -191,6 +209,13 @@ impl<R: LinkResolver> Runner<R> {
                 self.wait_for_a_worker(&mut st).await;
                 continue;
             }
+            let free = match &self.control {
+                Some(c) => match self.admit(&mut st, c, free).await {
+                    Some(n) => n,
+                    None => continue,
+                },
+                None => free,
+            };
             if self.poll_and_start(&mut st, free).await == Next::Stop {
                 break;
             }
@@ -222,6 +247,49 @@ impl<R: LinkResolver> Runner<R> {
         }
     }
 
+    /// Step 2b: asks the controller. Paused: waits for a change (a resume,
+    /// a sensor, a task finishing, the clock) and returns `None`; no room in
+    /// the quotas while tasks run: waits for one to finish. Otherwise the
+    /// number of tasks the quotas have room for (at most `free`).
+    async fn admit(&self, st: &mut LoopState, c: &Arc<Controller>, free: u32) -> Option<u32> {
+        let decision = c.decide_now();
+        if let Decision::Paused(reasons) = &decision {
+            if st.paused.as_ref() != Some(reasons) {
+                tracing::info!(reasons = ?reasons, "paused: not taking tasks");
+                st.paused = Some(reasons.clone());
+            }
+            // Tell the relay why no work is taken (at most once per wake-up,
+            // which is at most once a minute while nothing changes).
+            match self.shared.client.report(c.report()).await {
+                Ok(()) => {}
+                Err(e) if e.verdict(Op::Poll) == Verdict::SignIn => {
+                    st.sign_in = Some(e.to_string());
+                    return None;
+                }
+                Err(e) => tracing::debug!(error = %e, "state report not delivered"),
+            }
+            let idle = st.workers.is_empty();
+            tokio::select! {
+                done = st.workers.join_next(), if !idle => if let Some(done) = done {
+                    note(done, &mut st.outbox_dirty, &mut st.sign_in);
+                },
+                _ = c.changed(&decision) => {}
+                _ = self.stop.cancelled() => {}
+            }
+            return None;
+        }
+        if st.paused.take().is_some() {
+            tracing::info!("active again: taking tasks");
+        }
+        let room = c.room(free);
+        if room == 0 {
+            // The quotas have room only once a task in flight settles.
+            self.wait_for_a_worker(st).await;
+            return None;
+        }
+        Some(room)
+    }
+
     /// Step 2: no free capacity, so waits for a worker to finish (or a stop).
     async fn wait_for_a_worker(&self, st: &mut LoopState) {
         tokio::select! {
@@ -237,7 +305,11 @@ impl<R: LinkResolver> Runner<R> {
     async fn poll_and_start(&self, st: &mut LoopState, free: u32) -> Next {
         let s = &self.shared;
         let polled = tokio::select! {
-            r = s.client.poll(free, if st.connected { self.cfg.poll_wait_seconds } else { 0 }) => r,
+            r = s.client.poll_reporting(
+                free,
+                if st.connected { self.cfg.poll_wait_seconds } else { 0 },
+                self.control.as_ref().map(|c| c.report()),
+            ) => r,
             // Dropping a held poll is safe: the relay releases leases of an abandoned poll.
             _ = self.stop.cancelled() => return Next::Stop,
         };
@@ -310,9 +382,10 @@ impl<R: LinkResolver> Runner<R> {
         }
         tracing::debug!(task = %task.task_id, attempt = task.attempt, "task leased");
         let shared = self.shared.clone();
+        let watch = self.control.as_ref().map(|c| c.reserve());
         workers.spawn(async move {
             let id = task.task_id.clone();
-            let outcome = work(&shared, task).await;
+            let outcome = work(&shared, task, watch).await;
             shared
                 .activity
                 .task_finished(matches!(outcome, Outcome::Delivered));
@@ -414,6 +487,8 @@ struct LoopState {
     /// Until a poll succeeds, poll without holding (waitSeconds 0) so a
     /// user interface learns "connected" at once, not a long-poll later.
     connected: bool,
+    /// Why the controller last said paused (logged once per change).
+    paused: Option<Vec<Reason>>,
 }
 
 impl LoopState {
@@ -424,6 +499,7 @@ impl LoopState {
             outbox_dirty: true,
             sign_in: None,
             connected: false,
+            paused: None,
         }
     }
 }
@@ -472,9 +548,64 @@ fn note(
     }
 }
 
+/// A result for a task refused before any request (protocol.md §5.3).
+fn refused(url: &str, why: String) -> ResolutionResult {
+    ResolutionResult {
+        input_url: url.to_owned(),
+        final_url: url.to_owned(),
+        conclusion: Conclusion::RefusedByPolicy,
+        final_status: None,
+        redirect_count: 0,
+        elapsed_ms: 0,
+        error: Some(why),
+        hops: Vec::new(),
+    }
+}
+
+/// Resolves under the task's reservation and rules (`None`: no controller).
+/// The input URL's host is checked here, before the resolver is called, so
+/// a refused task makes no request whatever the resolver does.
+async fn resolve_task<R: LinkResolver>(
+    s: &Shared<R>,
+    task: &Task,
+    watch: Option<Result<ControlTask, Exhausted>>,
+) -> ResolutionResult {
+    let url = &task.tracking_url;
+    let watch = match watch {
+        None => return s.resolver.resolve(url, &task.options).await,
+        Some(Err(Exhausted(q))) => {
+            return refused(url, format!("this computer's {} quota is reached", q.key()));
+        }
+        Some(Ok(w)) => Arc::new(w),
+    };
+    let parsed = url::Url::parse(url).ok();
+    let denied = parsed
+        .as_ref()
+        .and_then(|u| watch.controller().refuse_destination(u));
+    let result = match denied {
+        Some(why) => refused(url, why),
+        None => {
+            s.resolver
+                .resolve_watched(url, &task.options, watch.clone())
+                .await
+        }
+    };
+    let counted = watch.bytes() > 0 || result.hops.iter().any(|h| h.status.is_some());
+    // Settling writes the counts to disk (fsync): not on an async worker thread.
+    let settle = watch.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || settle.finish(counted)).await {
+        tracing::error!(error = %e, "cannot settle the task's quota reservation");
+    }
+    result
+}
+
 /// One lease: resolve, park durably, post, unpark.
-async fn work<R: LinkResolver>(s: &Shared<R>, task: Task) -> Outcome {
-    let result = s.resolver.resolve(&task.tracking_url, &task.options).await;
+async fn work<R: LinkResolver>(
+    s: &Shared<R>,
+    task: Task,
+    watch: Option<Result<ControlTask, Exhausted>>,
+) -> Outcome {
+    let result = resolve_task(s, &task, watch).await;
     tracing::info!(
         task = %task.task_id,
         conclusion = %result.conclusion,

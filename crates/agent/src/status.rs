@@ -12,6 +12,8 @@ use serde::Serialize;
 use super::assembly;
 use super::client::RelayClient;
 use super::config::{self, Overrides};
+use super::control::controller::{self, Clock, ControlState, Controller, Saved};
+use super::control::{Decision, Policy, Sensors};
 use super::credentials;
 use super::lock;
 use super::outbox::Outbox;
@@ -42,6 +44,11 @@ pub struct Status {
     pub managed_settings: Vec<String>,
     /// Where the managed settings come from (a file or registry key), if any are managed.
     pub managed_source: Option<String>,
+    /// The effective policy (pauses, hours, quotas, destinations), each value with its source.
+    pub policy: Policy,
+    /// Active or paused and why, the sensor readings and the quota left, as
+    /// this computer's policy, saved counts and pause decide now.
+    pub control: Option<ControlState>,
 }
 
 /// Collects the status. Only a malformed config is an error; everything else is reported.
@@ -125,7 +132,21 @@ pub fn gather(
         st.agent_running = true;
         st.agent_pid = pid;
     }
+    st.policy = loaded.settings.policy.clone();
+    st.control = Some(control_state(&st.policy, &data_dir));
     Ok(st)
+}
+
+/// What the controller would decide now from the saved counts and pause.
+/// Sensors are not read here (the running agent owns them): "unknown".
+fn control_state(policy: &Policy, data_dir: &Path) -> ControlState {
+    let saved = controller::load(data_dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "control file unreadable");
+        Saved::default()
+    });
+    let (_tx, sensors) = tokio::sync::watch::channel(Sensors::default());
+    let c = Controller::new(policy.clone(), saved, sensors, Clock::System, None);
+    c.watch().borrow().clone()
 }
 
 /// The human-readable form.
@@ -185,6 +206,35 @@ pub fn render(st: &Status) -> String {
             (false, _) => "not running".into(),
         },
     );
+    if let Some(c) = &st.control {
+        line(
+            "Work:",
+            match &c.decision {
+                Decision::Active => "active (policy allows work now)".into(),
+                Decision::Paused(reasons) => format!(
+                    "paused — {}",
+                    reasons
+                        .iter()
+                        .map(|r| serde_json::to_value(r)
+                            .ok()
+                            .and_then(|v| v["reason"].as_str().map(str::to_owned))
+                            .unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        );
+        line(
+            "Quota left:",
+            format!(
+                "{} links this hour, {} today; {} MiB today, {} MiB this month",
+                c.quota_left.links_this_hour,
+                c.quota_left.links_today,
+                c.quota_left.bytes_today >> 20,
+                c.quota_left.bytes_this_month >> 20
+            ),
+        );
+    }
     line("Data dir:", st.data_dir.clone());
     line("Config:", st.config_path.clone());
     if let Some(src) = &st.managed_source {

@@ -373,8 +373,8 @@ fn devices(db: &Database, cmd: DevicesCommand, json: bool) -> anyhow::Result<Exi
                 );
             } else {
                 println!(
-                    "{:<28} {:<20} {:<8} {:<26}  STATUS",
-                    "DEVICE ID", "NAME", "PLATFORM", "LAST SEEN"
+                    "{:<28} {:<20} {:<8} {:<26}  {:<10}  AGENT",
+                    "DEVICE ID", "NAME", "PLATFORM", "LAST SEEN", "STATUS"
                 );
                 for d in devices {
                     let status = d
@@ -382,11 +382,12 @@ fn devices(db: &Database, cmd: DevicesCommand, json: bool) -> anyhow::Result<Exi
                         .as_deref()
                         .map_or("active".to_owned(), |t| format!("revoked {t}"));
                     println!(
-                        "{:<28} {:<20} {:<8} {:<26}  {status}",
+                        "{:<28} {:<20} {:<8} {:<26}  {status:<10}  {}",
                         d.device_id,
                         truncate(&d.name, 20),
                         d.platform.as_deref().unwrap_or("-"),
-                        d.last_seen_at.as_deref().unwrap_or("never")
+                        d.last_seen_at.as_deref().unwrap_or("never"),
+                        agent_state(d.agent_state.as_ref())
                     );
                 }
             }
@@ -519,4 +520,24 @@ pub fn default_db_path() -> anyhow::Result<PathBuf> {
         anyhow::anyhow!("cannot determine the data directory (no home directory?); pass --db PATH")
     })?;
     Ok(dirs.data_dir().join("relay.db"))
+}
+
+/// A device's last state report in one line: `paused (user, quotaReached), 0.1.0`.
+fn agent_state(report: Option<&serde_json::Value>) -> String {
+    let Some(r) = report else {
+        return "-".into();
+    };
+    let state = r["state"].as_str().unwrap_or("?");
+    let reasons: Vec<&str> = r["reasons"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let mut out = state.to_owned();
+    if !reasons.is_empty() {
+        out.push_str(&format!(" ({})", reasons.join(", ")));
+    }
+    if let Some(v) = r["version"].as_str() {
+        out.push_str(&format!(", {v}"));
+    }
+    out
 }

@@ -253,6 +253,33 @@ async fn results_are_stored_idempotently_with_resolved_by() {
     }
 }
 
+/// An agent whose user's destination rules refuse a link posts it back,
+/// unrequested, as `refused_by_policy` (protocol.md §5.3): stored and shown.
+#[tokio::test]
+async fn a_result_refused_by_the_agents_policy_is_accepted() {
+    let relay = TestRelay::start().await;
+    let api = relay.api(&relay.key());
+    let (_, device) = relay.device().await;
+    let job = api.submit("p1", "https://ads.example/x").await;
+    let task = device.poll(1, 0).await.json["tasks"][0].clone();
+    let path = paths::task_result(task["taskId"].as_str().unwrap());
+    let post = format!(
+        r#"{{"leaseId":"{}","result":{{"inputUrl":"https://ads.example/x","finalUrl":"https://ads.example/x","conclusion":"refused_by_policy","finalStatus":null,"redirectCount":0,"elapsedMs":0,"error":"ads.example is on this computer's deny list","hops":[{{"url":"https://ads.example/x","status":null,"redirectKind":null,"location":null,"elapsedMs":0,"remoteAddr":null}}]}}}}"#,
+        task["leaseId"].as_str().unwrap(),
+    );
+    let a = device.post(&path, &post).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let g = api
+        .get(&paths::job(job.json["jobId"].as_str().unwrap()))
+        .await;
+    assert_eq!(g.json["status"], "done");
+    assert_eq!(g.json["result"]["conclusion"], "refused_by_policy");
+    assert_eq!(
+        g.json["result"]["hops"][0]["status"],
+        serde_json::Value::Null
+    );
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_requeued_and_the_late_result_is_lease_lost() {
     let relay = short_leases().await;

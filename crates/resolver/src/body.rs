@@ -31,6 +31,7 @@ pub async fn read_capped(
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
+        super::meter::downloaded(chunk.len());
         let room = cap - body.len();
         if chunk.len() >= room {
             body.extend_from_slice(&chunk[..room]);

@@ -248,6 +248,10 @@ impl Chain<'_> {
         if let Err(why) = checked {
             return Err(Stop::because(Conclusion::BlockedAddress, why));
         }
+        // The caller's rules (destinations, quotas), before anything is sent.
+        if let Err(why) = super::meter::before_hop(url) {
+            return Err(Stop::because(Conclusion::RefusedByPolicy, why));
+        }
         let cookies = self.jar.cookies(url);
         self.visited.insert(url, cookies.as_ref());
         let hop_deadline = self.chain_deadline.min(deadline_after(self.limits.per_hop));
@@ -274,6 +278,7 @@ impl Chain<'_> {
             Ok(Err(e)) => return Err(Stop::classified(&e)),
             Err(_) => return Err(self.timed_out(hop_deadline, "waiting for the response")),
         };
+        super::meter::downloaded(super::meter::head_bytes(&resp));
         let status = resp.status().as_u16();
         hop.status = Some(status);
         let peer: Option<SocketAddr> = resp.remote_addr();

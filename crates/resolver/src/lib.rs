@@ -44,6 +44,7 @@ mod hop;
 mod html;
 pub mod javascript;
 pub mod location;
+pub mod meter;
 pub mod refresh;
 mod verifier;
 mod visited;
@@ -164,6 +165,18 @@ impl Resolver {
     /// Resolves one URL with the configured limits.
     pub async fn resolve(&self, url: &str) -> ResolutionResult {
         self.resolve_with(url, None, None).await
+    }
+
+    /// [`Resolver::resolve_with`], with `watch` told every byte downloaded
+    /// and asked before every hop (see [`meter::Watch`]).
+    pub async fn resolve_watched(
+        &self,
+        url: &str,
+        max_hops: Option<u32>,
+        user_agent: Option<&str>,
+        watch: Arc<dyn meter::Watch>,
+    ) -> ResolutionResult {
+        meter::scope(watch, self.resolve_with(url, max_hops, user_agent)).await
     }
 
     /// Resolves one URL, overriding the hop limit (capped at

@@ -543,7 +543,12 @@ proptest! {
             let parsed = url::Url::parse(&fetch.tracking_url).unwrap();
             prop_assert!(matches!(parsed.scheme(), "http" | "https"));
         }
-        let _ = PollRequest { capacity, wait_seconds: wait }.validate();
+        let _ = PollRequest {
+            capacity,
+            wait_seconds: wait,
+            state: None,
+        }
+        .validate();
         let _ = EnrollRequest { code, name: label.clone(), platform: label.clone(), version: label }.validate();
     }
 }

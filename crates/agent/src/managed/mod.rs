@@ -42,6 +42,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use super::config::{ConfigError, FileConfig, Overrides, RelayCa};
+use super::control::Layer;
 
 pub use enroll::{
     Attempt, Attempts, AutoEnroll, AutoEnrollError, Outcome, attempt_key, attempts_path,
@@ -78,10 +79,16 @@ pub struct Managed {
     /// The relay's private CA(s), read and checked when the source was.
     /// Self-enrollment from the managed relay trusts it too.
     pub relay_ca: Option<RelayCa>,
+    /// Policy values the admin locked: the user's own values are ignored.
+    pub policy: Layer,
+    /// Policy defaults the admin set (`default_…` keys): the user may change them.
+    pub policy_defaults: Layer,
 }
 
 impl Managed {
-    /// Names of the managed settings, as `config.toml` spells them (for status and the tray).
+    /// Names of the managed settings that override the user's (locked), as
+    /// `config.toml` spells them (for status and the tray). Policy defaults
+    /// (`policy_defaults`) are not among them: the user may change those.
     pub fn keys(&self) -> Vec<&'static str> {
         let mut keys = vec![];
         let mut add = |on: bool, k| {
@@ -96,6 +103,7 @@ impl Managed {
         add(self.allow_networks.is_some(), "allow_networks");
         add(self.poll_wait_seconds.is_some(), "poll_wait_seconds");
         add(self.relay_ca.is_some(), "relay_ca_file");
+        keys.extend(self.policy.keys());
         keys
     }
 
@@ -131,6 +139,8 @@ impl Managed {
             out.relay_ca_file = Some(ca.path.clone());
             out.relay_ca = Some(ca.clone());
         }
+        out.policy_locked = self.policy.clone();
+        out.policy_defaults = self.policy_defaults.clone();
         out
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Managed;
 use crate::config::{self, ConfigError, RelayCa};
+use crate::control::keys::{self, Layer};
 use link_peeler_wire::protocol::EnrollRequest;
 
 /// One value from a keyed source (property list or registry), before validation.
@@ -19,14 +20,19 @@ use link_peeler_wire::protocol::EnrollRequest;
 pub enum Value {
     Str(String),
     Int(i64),
+    /// A property list's boolean (the registry has none: a DWORD 0/1 is read as [`Value::Int`]).
+    Bool(bool),
     List(Vec<String>),
     /// Any other type (date, data, dictionary, real, …): always an error for a known key.
     Other(&'static str),
 }
 
 /// The managed-config file format, as TOML (`/etc/link-peeler/config.toml`).
+///
+/// Unknown keys are refused by [`parse_toml`] (a typo must not be silently
+/// ignored); the policy keys ([`crate::control::keys`]) are read from the
+/// same table into `policy`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct ManagedFile {
     pub relay: Option<String>,
     pub enrollment_code: Option<String>,
@@ -36,6 +42,10 @@ pub struct ManagedFile {
     pub poll_wait_seconds: Option<u32>,
     /// An absolute path to a PEM file of CAs trusted for the relay.
     pub relay_ca_file: Option<String>,
+    /// The policy keys, locked (`pause_on_metered`) and defaults
+    /// (`default_pause_on_metered`), as read, before validation.
+    #[serde(skip)]
+    pub policy: BTreeMap<String, Value>,
 }
 
 pub(super) fn invalid(source: &str, message: impl std::fmt::Display) -> ConfigError {
@@ -120,8 +130,11 @@ impl ManagedFile {
             Some(p) => Some(RelayCa::load(Path::new(&p)).map_err(err)?),
             None => None,
         };
+        let (policy, policy_defaults) = keys::parse_managed(&self.policy).map_err(err)?;
         let m = Managed {
             source: None,
+            policy,
+            policy_defaults,
             relay,
             enrollment_code,
             capacity: self.capacity,
@@ -130,14 +143,28 @@ impl ManagedFile {
             poll_wait_seconds: self.poll_wait_seconds,
             relay_ca,
         };
-        let source = (!m.keys().is_empty()).then(|| source.to_owned());
+        let managed = !m.keys().is_empty() || m.policy_defaults != Layer::default();
+        let source = managed.then(|| source.to_owned());
         Ok(Managed { source, ..m })
     }
 }
 
 /// Parses the TOML form. Unknown keys are errors (a typo must not be silently ignored).
 pub fn parse_toml(text: &str, source: &str) -> Result<Managed, ConfigError> {
-    let file = config::parse_toml_as::<ManagedFile>(text).map_err(|m| invalid(source, m))?;
+    let table = config::parse_toml_as::<toml::Table>(text).map_err(|m| invalid(source, m))?;
+    let mut policy = BTreeMap::new();
+    for (k, v) in &table {
+        if KEYED.iter().any(|(_, t)| t == k) {
+            continue;
+        }
+        let base = k.strip_prefix(keys::DEFAULT_PREFIX).unwrap_or(k);
+        if !keys::is_key(base) {
+            return Err(invalid(source, format!("unknown field `{k}`")));
+        }
+        policy.insert(k.clone(), keys::from_toml(v));
+    }
+    let mut file = config::parse_toml_as::<ManagedFile>(text).map_err(|m| invalid(source, m))?;
+    file.policy = policy;
     file.validate(source)
 }
 
@@ -160,6 +187,10 @@ pub fn from_keyed(values: &BTreeMap<String, Value>, source: &str) -> Result<Mana
     let mut file = ManagedFile::default();
     for (key, value) in values {
         let Some((_, toml_key)) = KEYED.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) else {
+            if let Some(name) = keys::toml_name(key) {
+                file.policy.insert(name, value.clone());
+                continue;
+            }
             tracing::debug!(key, source, "ignoring unknown managed setting");
             continue;
         };
@@ -167,6 +198,7 @@ pub fn from_keyed(values: &BTreeMap<String, Value>, source: &str) -> Result<Mana
             let got = match value {
                 Value::Str(_) => "a string",
                 Value::Int(_) => "an integer",
+                Value::Bool(_) => "a boolean",
                 Value::List(_) => "an array",
                 Value::Other(t) => t,
             };
@@ -243,7 +275,7 @@ pub fn parse_plist(bytes: &[u8], source: &str) -> Result<Managed, ConfigError> {
                 }
                 Value::List(list)
             }
-            plist::Value::Boolean(_) => Value::Other("a boolean"),
+            plist::Value::Boolean(b) => Value::Bool(b),
             plist::Value::Real(_) => Value::Other("a real number"),
             plist::Value::Dictionary(_) => Value::Other("a dictionary"),
             plist::Value::Data(_) => Value::Other("data"),
@@ -552,5 +584,153 @@ mod tests {
         let p = dir.path().join("managed.toml");
         std::fs::write(&p, "capacity = 3\n").unwrap();
         assert_eq!(load_file(&p).unwrap().capacity, Some(3));
+    }
+
+    /// Every policy key, in all three managed forms, locked and default.
+    #[test]
+    fn policy_keys_in_toml_plist_and_registry_forms() {
+        let toml = parse_toml(
+            "pause_on_metered = true\ndefault_pause_on_battery = false\nallowed_hours = \"22:00-06:00\"\nallowed_days = [\"mon-fri\"]\nmax_links_per_hour = 50\ndefault_max_links_per_day = 400\nmax_bytes_per_day = \"50MB\"\nmax_bytes_per_month = 1000000000\nallow_domains = [\"example.com\"]\ndeny_domains = [\"ads.example.com\"]\ndefault_activity_retention_days = 7\n",
+            SRC,
+        )
+        .unwrap();
+        let plist = parse_plist(
+            br#"<plist version="1.0"><dict>
+            <key>PauseOnMetered</key><true/>
+            <key>DefaultPauseOnBattery</key><false/>
+            <key>AllowedHours</key><string>22:00-06:00</string>
+            <key>AllowedDays</key><array><string>mon-fri</string></array>
+            <key>MaxLinksPerHour</key><integer>50</integer>
+            <key>DefaultMaxLinksPerDay</key><integer>400</integer>
+            <key>MaxBytesPerDay</key><string>50MB</string>
+            <key>MaxBytesPerMonth</key><integer>1000000000</integer>
+            <key>AllowDomains</key><array><string>example.com</string></array>
+            <key>DenyDomains</key><array><string>ads.example.com</string></array>
+            <key>DefaultActivityRetentionDays</key><integer>7</integer>
+            </dict></plist>"#,
+            MACOS_PATH,
+        )
+        .unwrap();
+        // The registry: DWORDs for booleans and numbers, REG_SZ and REG_MULTI_SZ for the rest.
+        let mut v = BTreeMap::new();
+        let mut put = |k: &str, val: Value| {
+            v.insert(k.to_owned(), val);
+        };
+        put("PauseOnMetered", Value::Int(1));
+        put("DefaultPauseOnBattery", Value::Int(0));
+        put("AllowedHours", Value::Str("22:00-06:00".into()));
+        put("AllowedDays", Value::Str("mon-fri".into()));
+        put("MaxLinksPerHour", Value::Int(50));
+        put("DefaultMaxLinksPerDay", Value::Str("400".into()));
+        put("MaxBytesPerDay", Value::Str("50MB".into()));
+        put("MaxBytesPerMonth", Value::Int(1_000_000_000));
+        put("AllowDomains", Value::List(vec!["example.com".into()]));
+        put("DenyDomains", Value::Str("ads.example.com".into()));
+        put("DefaultActivityRetentionDays", Value::Int(7));
+        let reg = from_keyed(&v, "HKLM").unwrap();
+        for m in [&toml, &plist, &reg] {
+            assert_eq!(toml.policy, m.policy);
+            assert_eq!(toml.policy_defaults, m.policy_defaults);
+            assert!(m.source.is_some());
+        }
+        assert_eq!(toml.policy.pause_on_metered, Some(true));
+        assert_eq!(toml.policy.max_bytes_per_day, Some(50_000_000));
+        assert_eq!(toml.policy_defaults.pause_on_battery, Some(false));
+        assert_eq!(toml.policy_defaults.activity_retention_days, Some(7));
+        assert!(toml.keys().contains(&"pause_on_metered"));
+        assert!(
+            !toml.keys().contains(&"pause_on_battery"),
+            "a default is not a lock"
+        );
+        // Only defaults managed: the source is still named.
+        let m = parse_toml("default_max_links_per_hour = 9\n", SRC).unwrap();
+        assert_eq!(m.source.as_deref(), Some(SRC));
+        assert!(m.keys().is_empty());
+    }
+
+    /// A malformed policy value is a one-line error naming the key and the
+    /// source, in every form, locked or default.
+    #[test]
+    fn malformed_policy_values_in_every_managed_form() {
+        let toml_cases = [
+            ("pause_on_metered = \"sometimes\"", "pause_on_metered"),
+            ("default_pause_on_battery = 3", "default_pause_on_battery"),
+            ("allowed_hours = \"nine to five\"", "allowed_hours"),
+            ("allowed_days = [\"someday\"]", "allowed_days"),
+            ("max_links_per_hour = 0", "max_links_per_hour"),
+            (
+                "default_max_links_per_day = -1",
+                "default_max_links_per_day",
+            ),
+            ("max_bytes_per_day = \"lots\"", "max_bytes_per_day"),
+            ("max_bytes_per_month = 1.5", "max_bytes_per_month"),
+            ("allow_domains = [\"http://x\"]", "allow_domains"),
+            ("deny_domains = [1, 2]", "deny_domains"),
+            ("activity_retention_days = 0", "activity_retention_days"),
+            (
+                "max_links_per_day = 5\ndefault_max_links_per_day = 6",
+                "both set",
+            ),
+            ("default_relay = \"x\"", "unknown field"),
+        ];
+        for (text, needle) in toml_cases {
+            let e = parse_toml(text, SRC).unwrap_err().to_string();
+            assert!(e.contains(SRC) && e.contains(needle), "{text}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let plist_cases: [(&str, &str); 4] = [
+            (
+                "<key>PauseOnMetered</key><string>nah</string>",
+                "pause_on_metered",
+            ),
+            (
+                "<key>DefaultMaxBytesPerMonth</key><integer>0</integer>",
+                "default_max_bytes_per_month",
+            ),
+            (
+                "<key>AllowedHours</key><date>2026-01-01T00:00:00Z</date>",
+                "allowed_hours",
+            ),
+            (
+                "<key>DenyDomains</key><array><integer>1</integer></array>",
+                "DenyDomains",
+            ),
+        ];
+        for (body, needle) in plist_cases {
+            let doc = format!("<plist version=\"1.0\"><dict>{body}</dict></plist>");
+            let e = parse_plist(doc.as_bytes(), MACOS_PATH)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(MACOS_PATH) && e.contains(needle), "{body}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let reg_cases = [
+            ("PauseOnBattery", Value::Int(7), "pause_on_battery"),
+            ("AllowedDays", Value::Int(1), "allowed_days"),
+            (
+                "MaxLinksPerHour",
+                Value::Str("ten".into()),
+                "max_links_per_hour",
+            ),
+            (
+                "ActivityRetentionDays",
+                Value::Other("binary"),
+                "activity_retention_days",
+            ),
+            (
+                "DefaultAllowDomains",
+                Value::Str("a..b".into()),
+                "default_allow_domains",
+            ),
+        ];
+        for (key, value, needle) in reg_cases {
+            let mut v = BTreeMap::new();
+            v.insert(key.to_owned(), value);
+            let e = from_keyed(&v, r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Link Peeler")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("Policies") && e.contains(needle), "{key}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 }

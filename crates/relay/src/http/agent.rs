@@ -59,7 +59,18 @@ pub async fn poll(
 
     let deadline = Instant::now() + Duration::from_secs(poll.wait_seconds.into());
     let _waiting = state.metrics.waiter();
-    let mut nonce = Some(auth.nonce);
+    let mut spent = auth.nonce;
+    // The state report is stored (with the last-seen time) when the nonce is spent.
+    spent.agent_state = poll
+        .state
+        .as_ref()
+        .and_then(|s| serde_json::to_string(s).ok());
+    if poll.capacity == 0 {
+        // A report-only poll (a paused agent): store the report, take no task.
+        state.store.consume_nonce(spent).await?;
+        return Ok(answer(Vec::new()));
+    }
+    let mut nonce = Some(spent);
     // A waiter that was woken; the next claim uses its wake.
     let mut woken: Option<Waiter> = None;
     loop {
@@ -151,6 +162,8 @@ fn to_task(t: ClaimedTask) -> Task {
         options: t.options,
         attempt: t.attempt,
         lease_expires_at: ids::rfc3339(t.lease_expires_at),
+        api_key_name: t.api_key_name,
+        source: t.source,
     }
 }
 

@@ -148,6 +148,7 @@ pub async fn authenticate(
             key_id: signed.key_id.clone(),
             nonce: signed.nonce.clone(),
             expires_at: signing::nonce_expiry(signed.timestamp),
+            agent_state: None,
         },
         key_id: signed.key_id,
     };

@@ -244,6 +244,9 @@ pub struct ClaimedTask {
     pub options: FetchOptions,
     pub attempt: u32,
     pub lease_expires_at: i64,
+    /// The submitting API key's name and the job's `source` (shown to the agent's user).
+    pub api_key_name: Option<String>,
+    pub source: Option<String>,
 }
 
 /// What a device's claim got.
@@ -292,17 +295,29 @@ pub fn claim(
         "UPDATE jobs SET status = 'leased', lease_id = ?2, lease_device = ?3, lease_expires_at = ?4,
                 attempts = attempts + 1, updated_at = ?5
          WHERE seq = ?1 AND status = 'queued'
-         RETURNING id, tracking_url, options, attempts",
+         RETURNING id, tracking_url, options, attempts, source, api_key_id",
     )?;
+    let mut key_name = conn.prepare_cached("SELECT name FROM api_keys WHERE id = ?1")?;
     for seq in ids_to_claim {
         let lease_id = ids::lease_id();
-        let row: Option<(String, String, Option<String>, u32)> = stmt
+        type Row = (String, String, Option<String>, u32, Option<String>, String);
+        let row: Option<Row> = stmt
             .query_row(params![seq, lease_id, device_id, expires, now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .optional()?;
-        if let Some((task_id, tracking_url, options, attempt)) = row {
+        if let Some((task_id, tracking_url, options, attempt, source, key_id)) = row {
+            let api_key_name = key_name.query_row([&key_id], |r| r.get(0)).optional()?;
             tasks.push(ClaimedTask {
+                api_key_name,
+                source,
                 task_id,
                 lease_id,
                 tracking_url,

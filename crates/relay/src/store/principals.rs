@@ -268,11 +268,20 @@ pub struct DeviceInfo {
     pub created_at: String,
     pub last_seen_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// The agent's last state report (active / paused and why, quota left, version).
+    pub agent_state: Option<serde_json::Value>,
+    /// When that report arrived.
+    pub agent_state_at: Option<String>,
+}
+
+/// A stored state report as JSON (a report that no longer parses is shown as text).
+pub fn report_json(raw: Option<String>) -> Option<serde_json::Value> {
+    raw.map(|s| serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s)))
 }
 
 pub fn list_devices(conn: &Connection) -> anyhow::Result<Vec<DeviceInfo>> {
     let mut stmt = conn.prepare(
-        "SELECT id, name, platform, version, created_at, last_seen_at, revoked_at FROM devices ORDER BY created_at, id",
+        "SELECT id, name, platform, version, created_at, last_seen_at, revoked_at, agent_state, agent_state_at FROM devices ORDER BY created_at, id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(DeviceInfo {
@@ -283,6 +292,8 @@ pub fn list_devices(conn: &Connection) -> anyhow::Result<Vec<DeviceInfo>> {
             created_at: ids::rfc3339(r.get(4)?),
             last_seen_at: r.get::<_, Option<i64>>(5)?.map(ids::rfc3339),
             revoked_at: r.get::<_, Option<i64>>(6)?.map(ids::rfc3339),
+            agent_state: report_json(r.get(7)?),
+            agent_state_at: r.get::<_, Option<i64>>(8)?.map(ids::rfc3339),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -350,10 +361,24 @@ pub fn is_active_device(conn: &Connection, device_id: &str) -> rusqlite::Result<
         .exists([device_id])
 }
 
-/// Records that a device made an authenticated request (for `devices list`).
-pub fn touch_device(conn: &Connection, device_id: &str, now: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1")?
-        .execute(params![device_id, now])?;
+/// Records that a device made an authenticated request (for `devices list`),
+/// and its state report when the request carried one (a poll).
+pub fn touch_device(
+    conn: &Connection,
+    device_id: &str,
+    now: i64,
+    agent_state: Option<&str>,
+) -> rusqlite::Result<()> {
+    match agent_state {
+        None => conn
+            .prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1")?
+            .execute(params![device_id, now])?,
+        Some(state) => conn
+            .prepare_cached(
+                "UPDATE devices SET last_seen_at = ?2, agent_state = ?3, agent_state_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![device_id, now, state])?,
+    };
     Ok(())
 }
 

@@ -118,6 +118,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
     "#,
+    // 4: each device's last state report (protocol.md §4.2: active / paused
+    // and why, quota left, version), as JSON, and when it arrived.
+    r#"
+    ALTER TABLE devices ADD COLUMN agent_state TEXT;
+    ALTER TABLE devices ADD COLUMN agent_state_at INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -97,5 +97,6 @@ pub fn nonce(key_id: &str, nonce: &str) -> NonceUse {
         key_id: key_id.to_owned(),
         nonce: nonce.to_owned(),
         expires_at: T0 / 1000 + 360,
+        agent_state: None,
     }
 }

@@ -40,6 +40,9 @@ pub struct NonceUse {
     pub key_id: String,
     pub nonce: String,
     pub expires_at: i64,
+    /// A device's state report (the poll body's `state`, as JSON), stored
+    /// with its last-seen time when the nonce is spent.
+    pub agent_state: Option<String>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -338,7 +341,7 @@ fn consume_nonce(conn: &Connection, n: &NonceUse, now: i64) -> Result<(), StoreE
         return Err(StoreError::ReplayedNonce);
     }
     if n.key_id.starts_with(crate::ids::DEVICE_PREFIX) {
-        principals::touch_device(conn, &n.key_id, now)?;
+        principals::touch_device(conn, &n.key_id, now, n.agent_state.as_deref())?;
     }
     Ok(())
 }

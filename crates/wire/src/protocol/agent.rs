@@ -72,11 +72,73 @@ pub struct PollRequest {
     pub capacity: u32,
     #[serde(default)]
     pub wait_seconds: u32,
+    /// What the agent is doing and why (protocol.md §4.2). Optional: agents
+    /// before it send none; the relay keeps the last one per device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<AgentReport>,
+}
+
+/// Most pause reasons one [`AgentReport`] may carry.
+pub const MAX_REPORT_REASONS: usize = 8;
+
+/// An agent's report of its own state, sent with its polls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentReport {
+    /// `active` or `paused`.
+    pub state: String,
+    /// Why it is paused: `user`, `meteredNetwork`, `onBattery`,
+    /// `outsideAllowedHours`, `quotaReached`, … (empty when active).
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// What is left of the user's quotas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_left: Option<QuotaLeft>,
+    /// The agent's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// What is left of each quota of the agent's user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuotaLeft {
+    pub links_this_hour: u64,
+    pub links_today: u64,
+    pub bytes_today: u64,
+    pub bytes_this_month: u64,
+}
+
+impl AgentReport {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let bad = |m: &str| Err(ApiError::new(ErrorCode::InvalidRequest, m));
+        if self.state != "active" && self.state != "paused" {
+            return bad("state.state must be \"active\" or \"paused\"");
+        }
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 40
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if self.reasons.len() > MAX_REPORT_REASONS || !self.reasons.iter().all(|r| word(r)) {
+            return bad(
+                "state.reasons must be at most 8 words of letters, digits and _ (40 characters each)",
+            );
+        }
+        if let Some(v) = &self.version
+            && (v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control()))
+        {
+            return bad("state.version must be 1–64 characters without control characters");
+        }
+        Ok(())
+    }
 }
 
 impl PollRequest {
     pub fn validate(&self) -> Result<(), ApiError> {
-        if !(1..=MAX_POLL_CAPACITY).contains(&self.capacity) {
+        // Capacity 0 with a state report: report only (a paused agent), no tasks.
+        let report_only = self.capacity == 0 && self.state.is_some();
+        if !report_only && !(1..=MAX_POLL_CAPACITY).contains(&self.capacity) {
             return Err(ApiError::new(
                 ErrorCode::InvalidRequest,
                 "capacity must be between 1 and 64",
@@ -87,6 +149,9 @@ impl PollRequest {
                 ErrorCode::InvalidRequest,
                 "waitSeconds must be between 0 and 30",
             ));
+        }
+        if let Some(state) = &self.state {
+            state.validate()?;
         }
         Ok(())
     }
@@ -103,6 +168,13 @@ pub struct Task {
     pub options: FetchOptions,
     pub attempt: u32,
     pub lease_expires_at: String,
+    /// Who asked (protocol.md §4.2): the name of the API key that submitted
+    /// the job, so the person whose computer runs it can see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_name: Option<String>,
+    /// The job's `source`, when the integrator gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Answer to a poll.
@@ -128,12 +200,14 @@ mod tests {
         let ok = PollRequest {
             capacity: 64,
             wait_seconds: 30,
+            state: None,
         };
         assert!(ok.validate().is_ok());
         assert!(
             PollRequest {
                 capacity: 0,
-                wait_seconds: 0
+                wait_seconds: 0,
+                state: None
             }
             .validate()
             .is_err()
@@ -141,7 +215,8 @@ mod tests {
         assert!(
             PollRequest {
                 capacity: 65,
-                wait_seconds: 0
+                wait_seconds: 0,
+                state: None
             }
             .validate()
             .is_err()
@@ -149,7 +224,8 @@ mod tests {
         assert!(
             PollRequest {
                 capacity: 1,
-                wait_seconds: 31
+                wait_seconds: 31,
+                state: None
             }
             .validate()
             .is_err()
@@ -164,5 +240,43 @@ mod tests {
             device_secret: "s3cr3t".into(),
         };
         assert!(!format!("{r:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_optional_state_report() {
+        let old: PollRequest = serde_json::from_str(r#"{"capacity":2,"waitSeconds":5}"#).unwrap();
+        assert_eq!(old.state, None);
+        assert!(!serde_json::to_string(&old).unwrap().contains("state"));
+        let new: PollRequest = serde_json::from_str(
+            r#"{"capacity":2,"state":{"state":"paused","reasons":["user","quotaReached"],"quotaLeft":{"linksThisHour":0,"linksToday":5,"bytesToday":10,"bytesThisMonth":20},"version":"0.1.0"}}"#,
+        )
+        .unwrap();
+        assert!(new.validate().is_ok());
+        assert_eq!(
+            new.state.as_ref().unwrap().reasons,
+            ["user", "quotaReached"]
+        );
+        for bad in [
+            r#"{"capacity":1,"state":{"state":"sleepy"}}"#,
+            r#"{"capacity":1,"state":{"state":"paused","reasons":["has space"]}}"#,
+            r#"{"capacity":1,"state":{"state":"paused","reasons":["a","b","c","d","e","f","g","h","i"]}}"#,
+            r#"{"capacity":1,"state":{"state":"active","version":""}}"#,
+        ] {
+            let p: PollRequest = serde_json::from_str(bad).unwrap();
+            assert!(p.validate().is_err(), "{bad}");
+        }
+        assert!(
+            serde_json::from_str::<PollRequest>(
+                r#"{"capacity":1,"state":{"state":"active","extra":1}}"#
+            )
+            .is_err()
+        );
+        // Capacity 0 is a report-only poll, and only with a report.
+        let report: PollRequest =
+            serde_json::from_str(r#"{"capacity":0,"state":{"state":"paused","reasons":["user"]}}"#)
+                .unwrap();
+        assert!(report.validate().is_ok());
+        let empty: PollRequest = serde_json::from_str(r#"{"capacity":0}"#).unwrap();
+        assert!(empty.validate().is_err());
     }
 }

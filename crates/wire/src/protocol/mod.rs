@@ -13,8 +13,8 @@ mod links;
 mod result;
 
 pub use agent::{
-    EnrollRequest, EnrollResponse, MAX_POLL_CAPACITY, MAX_POLL_WAIT_SECONDS, PollRequest,
-    PollResponse, ResultPost, Task,
+    AgentReport, EnrollRequest, EnrollResponse, MAX_POLL_CAPACITY, MAX_POLL_WAIT_SECONDS,
+    MAX_REPORT_REASONS, PollRequest, PollResponse, QuotaLeft, ResultPost, Task,
 };
 pub use batch::{
     BatchItem, BatchOutcome, BatchRequest, BatchResponse, MAX_BATCH_BODY_BYTES, MAX_BATCH_JOBS,

@@ -44,6 +44,8 @@ pub enum Conclusion {
     UnsupportedScheme,
     InvalidUrl,
     ProtocolError,
+    /// The agent's destination rules or quotas refused a hop; nothing was sent to it.
+    RefusedByPolicy,
 }
 
 impl Conclusion {
@@ -62,6 +64,7 @@ impl Conclusion {
             UnsupportedScheme => "unsupported_scheme",
             InvalidUrl => "invalid_url",
             ProtocolError => "protocol_error",
+            RefusedByPolicy => "refused_by_policy",
         }
     }
 }

@@ -178,7 +178,7 @@ pub async fn create_enrollment_codes(
 pub async fn list_devices(c: &Client) -> anyhow::Result<Vec<DeviceInfo>> {
     let rows = c
         .query(
-            "SELECT id, name, platform, version, created_at, last_seen_at, revoked_at FROM devices ORDER BY created_at, id",
+            "SELECT id, name, platform, version, created_at, last_seen_at, revoked_at, agent_state, agent_state_at FROM devices ORDER BY created_at, id",
             &[],
         )
         .await?;
@@ -192,6 +192,8 @@ pub async fn list_devices(c: &Client) -> anyhow::Result<Vec<DeviceInfo>> {
                 created_at: ids::rfc3339(r.try_get(4)?),
                 last_seen_at: r.try_get::<_, Option<i64>>(5)?.map(ids::rfc3339),
                 revoked_at: r.try_get::<_, Option<i64>>(6)?.map(ids::rfc3339),
+                agent_state: crate::store::principals::report_json(r.try_get(7)?),
+                agent_state_at: r.try_get::<_, Option<i64>>(8)?.map(ids::rfc3339),
             })
         })
         .collect()

@@ -316,7 +316,8 @@ pub(super) async fn claim(
                     lease_expires_at = $4, attempts = attempts + 1, updated_at = $5
              FROM unnest($1::bigint[], $2::text[]) AS u(seq, lease)
              WHERE jobs.seq = u.seq AND jobs.status = 'queued'
-             RETURNING jobs.seq, jobs.id, jobs.tracking_url, jobs.options, jobs.attempts, jobs.lease_id",
+             RETURNING jobs.seq, jobs.id, jobs.tracking_url, jobs.options, jobs.attempts, jobs.lease_id,
+                       jobs.source, (SELECT name FROM api_keys k WHERE k.id = jobs.api_key_id)",
         )
         .await
         .map_err(db("claim"))?;
@@ -343,6 +344,8 @@ pub(super) async fn claim(
                     .unwrap_or_default(),
                 attempt: attempt.max(0) as u32,
                 lease_expires_at: expires,
+                source: r.try_get(6).map_err(db("claim"))?,
+                api_key_name: r.try_get(7).map_err(db("claim"))?,
             },
         ));
     }

@@ -60,13 +60,18 @@ pub(super) async fn consume_nonce(
         return Err(StoreError::ReplayedNonce);
     }
     if n.key_id.starts_with(ids::DEVICE_PREFIX) {
-        let st = c
-            .prepare_cached("UPDATE devices SET last_seen_at = $2 WHERE id = $1")
-            .await
-            .map_err(db("touch device"))?;
-        c.execute(&st, &[&n.key_id, &now])
-            .await
-            .map_err(db("touch device"))?;
+        let sql = match n.agent_state {
+            None => "UPDATE devices SET last_seen_at = $2 WHERE id = $1",
+            Some(_) => {
+                "UPDATE devices SET last_seen_at = $2, agent_state = $3, agent_state_at = $2 WHERE id = $1"
+            }
+        };
+        let st = c.prepare_cached(sql).await.map_err(db("touch device"))?;
+        match &n.agent_state {
+            None => c.execute(&st, &[&n.key_id, &now]).await,
+            Some(state) => c.execute(&st, &[&n.key_id, &now, state]).await,
+        }
+        .map_err(db("touch device"))?;
     }
     Ok(())
 }

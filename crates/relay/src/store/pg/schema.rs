@@ -125,6 +125,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
     "#,
+    // 4: each device's last state report (protocol.md §4.2), as JSON text.
+    r#"
+    ALTER TABLE devices ADD COLUMN agent_state TEXT;
+    ALTER TABLE devices ADD COLUMN agent_state_at BIGINT;
+    "#,
 ];
 
 /// The schema version this build writes.
