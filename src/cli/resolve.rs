@@ -299,6 +299,8 @@ mod tests {
                     location: Some("https://b.test/landing".into()),
                     elapsed_ms: 5,
                     remote_addr: Some("203.0.113.9:80".into()),
+                    method: None,
+                    note: None,
                 },
                 Hop {
                     url: "https://b.test/landing".into(),
@@ -307,6 +309,8 @@ mod tests {
                     location: None,
                     elapsed_ms: 1234,
                     remote_addr: Some("203.0.113.10:443".into()),
+                    method: None,
+                    note: None,
                 },
             ],
         }
