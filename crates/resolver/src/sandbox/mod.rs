@@ -216,12 +216,15 @@ mod tests {
             user_agent: "TestAgent/1.0".into(),
             cookie: "sid=42".into(),
         };
-        run(
-            &env,
-            &doc,
-            Budget::default(),
-            Instant::now() + Duration::from_secs(20),
-        )
+        std::thread::Builder::new()
+            .stack_size(STACK)
+            .spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                run(&env, &doc, Budget::default(), deadline)
+            })
+            .unwrap()
+            .join()
+            .unwrap()
     }
 
     fn target(html: &str) -> Option<String> {
@@ -251,9 +254,63 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        for deep in [
+            format!(
+                "<script>x = {}{};</script>",
+                "(".repeat(200_000),
+                ")".repeat(200_000)
+            ),
+            format!("<script>x = {}1;</script>", "!".repeat(200_000)),
+            format!("<script>x = {}1;</script>", "a=".repeat(100_000)),
+            format!("<script>x = {}1;</script>", "a?b:".repeat(100_000)),
+            format!("<script>x = {}1;</script>", "-".repeat(200_000)),
+        ] {
+            let o = page(&format!("{deep}<script>location.href = '/after'</script>"));
+            assert_eq!(
+                o.navigation.map(|n| n.target.to_string()).as_deref(),
+                Some("http://a.test/after")
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_just_under_the_limit_parses_without_overflowing() {
+        for deep in [
+            format!("x = {}1{};", "(".repeat(999), ")".repeat(999)),
+            format!("x = {}1{};", "[".repeat(999), "]".repeat(999)),
+            format!("x = {}1;", "!".repeat(1999)),
+            format!("x = {}1;", "a=".repeat(1999)),
+            format!("x = {}1;", "a?b:".repeat(999)),
+            format!("x = {}1;", "-".repeat(1999)),
+            format!("x = {}1;", "x=>".repeat(999)),
+        ] {
+            assert!(!engine::too_deep(&deep));
+            let o = page(&format!(
+                "<script>{deep}</script><script>location.href = '/after'</script>"
+            ));
+            assert!(o.navigation.is_some(), "{o:?}");
+        }
+    }
+
+    #[test]
     fn budgets_end_with_a_note() {
         let o = page("<script>while(true){}</script>");
         assert!(o.navigation.is_none());
         assert!(o.note.is_some(), "{o:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(48))]
+
+        #[test]
+        fn never_panics_on_any_script(s in "\\PC{0,200}") {
+            let _ = page(&format!("<script>{s}</script>"));
+        }
+
+        #[test]
+        fn never_panics_near_javascript(s in "(location|\\.|href|=|\\(|\\)|\\[|\\]|\\{|\\}|'|\"|`|\\$|;|,|=>|function|while|for|new|Promise|setTimeout|document|forms|submit|eval|atob|JSON|\\+|!|\\?|:|0|1e9| )*") {
+            let _ = page(&format!("<form></form><a href=/x></a><script>{s}</script>"));
+        }
     }
 }
