@@ -21,8 +21,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-/// Cost units the engine runs before the meter is consulted.
-pub const SLICE: u32 = 512;
+/// Cost units the engine runs before the meter is consulted. Small, because
+/// memory is only checked between slices: `for (;;) s += s` doubles a string
+/// in about this many units, so the memory budget is overshot by at most a
+/// factor of two or four (512 let one slice grow a string past 8 GB).
+pub const SLICE: u32 = 32;
 
 /// Limits of one page's scripts.
 #[derive(Debug, Clone)]
@@ -56,7 +59,7 @@ impl Default for Budget {
             recursion: 256,
             tasks: 200,
             microtasks: 10_000,
-            memory: 64 * 1024 * 1024,
+            memory: 32 * 1024 * 1024,
             horizon_ms: crate::hop::MAX_REFRESH_DELAY * 1000,
             max_string: 4 * 1024 * 1024,
         }
