@@ -26,7 +26,9 @@ fn demo_resolves_every_scenario_and_prints_tables_and_a_summary() {
         "refresh_header",
         "✗ http_error (404)",
         "✗ redirect_loop",
-        "Summary: 7 jobs (1 http_error, 1 redirect_loop, 5 resolved), 17 hops",
+        "form",
+        "POST /gate/continue",
+        "Summary: 8 jobs (1 http_error, 1 redirect_loop, 6 resolved), 20 hops",
     ] {
         assert!(
             stdout.contains(needle),

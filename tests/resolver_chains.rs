@@ -337,7 +337,7 @@ async fn refresh_header_is_followed() {
 }
 
 #[tokio::test]
-async fn javascript_redirects_are_followed_and_obfuscated_ones_are_not() {
+async fn javascript_redirects_are_followed_computed_ones_too_and_click_handlers_are_not() {
     let lab = Lab::with(
         "127.0.0.1",
         Arc::new(|req: &lab::Req| match req.path() {
@@ -370,11 +370,18 @@ async fn javascript_redirects_are_followed_and_obfuscated_ones_are_not() {
         vec![(Some(200), Some(Javascript)), (Some(200), None)]
     );
     assert_eq!(r.final_url, lab.url("/ok"));
-    for page in ["/obfuscated", "/handler"] {
-        let r = resolve(&resolver, &lab.url(page)).await;
-        assert_conclusion(&r, Conclusion::Resolved);
-        assert_eq!(shape(&r), vec![(Some(200), None)], "{page}");
-    }
+    // Computed URLs are followed since the page's scripts run in the sandbox
+    // (protocol.md §5.7); a click handler still never runs.
+    let r = resolve(&resolver, &lab.url("/obfuscated")).await;
+    assert_conclusion(&r, Conclusion::Resolved);
+    assert_eq!(
+        shape(&r),
+        vec![(Some(200), Some(Javascript)), (Some(200), None)]
+    );
+    assert_eq!(r.final_url, lab.url("/ok"));
+    let r = resolve(&resolver, &lab.url("/handler")).await;
+    assert_conclusion(&r, Conclusion::Resolved);
+    assert_eq!(shape(&r), vec![(Some(200), None)], "/handler");
 }
 
 #[tokio::test]

@@ -5,6 +5,12 @@
 
 use clap::Parser;
 
+/// Counts the bytes each thread holds, so that the resolver's script sandbox
+/// can enforce its per-page memory budget (otherwise the system allocator).
+#[global_allocator]
+static ALLOC: link_peeler_resolver::sandbox::MeteredAlloc =
+    link_peeler_resolver::sandbox::MeteredAlloc;
+
 fn main() -> std::process::ExitCode {
     link_peeler::cli::run(
         link_peeler::cli::Cli::parse(),

@@ -22,6 +22,12 @@
 
 use clap::Parser;
 
+/// Counts the bytes each thread holds, so that the resolver's script sandbox
+/// can enforce its per-page memory budget (otherwise the system allocator).
+#[global_allocator]
+static ALLOC: link_peeler_resolver::sandbox::MeteredAlloc =
+    link_peeler_resolver::sandbox::MeteredAlloc;
+
 fn main() -> std::process::ExitCode {
     #[cfg(all(windows, feature = "tray", not(debug_assertions)))]
     if std::env::args_os().len() > 1 {

@@ -182,6 +182,12 @@ pub fn render_table(r: &ResolutionResult, colour: bool) -> String {
     if let Some(note) = unfollowed_note(&r.hops, width[0]) {
         let _ = writeln!(out, "{}", paint(&note, DIM, colour));
     }
+    for (i, hop) in r.hops.iter().enumerate() {
+        if let Some(note) = &hop.note {
+            let line = format!("note on hop {}: {note}", i + 1);
+            let _ = writeln!(out, "{}", paint(&line, DIM, colour));
+        }
+    }
     if !rows.is_empty() {
         out.push('\n');
     }
@@ -201,7 +207,10 @@ fn hop_rows(hops: &[Hop]) -> Vec<Row> {
                 h.status.map_or_else(|| "—".to_string(), |s| s.to_string()),
                 h.redirect_kind.map_or("", |k| k.as_str()).to_string(),
                 format!("{} ms", h.elapsed_ms),
-                h.url.clone(),
+                match &h.method {
+                    Some(m) => format!("{m} {}", h.url),
+                    None => h.url.clone(),
+                },
             ]
         })
         .collect()
@@ -299,6 +308,8 @@ mod tests {
                     location: Some("https://b.test/landing".into()),
                     elapsed_ms: 5,
                     remote_addr: Some("203.0.113.9:80".into()),
+                    method: None,
+                    note: None,
                 },
                 Hop {
                     url: "https://b.test/landing".into(),
@@ -307,6 +318,8 @@ mod tests {
                     location: None,
                     elapsed_ms: 1234,
                     remote_addr: Some("203.0.113.10:443".into()),
+                    method: None,
+                    note: None,
                 },
             ],
         }

@@ -15,6 +15,8 @@
 //! | `/interstitial` | 200, `<meta http-equiv="refresh">` → `/landing/meta` |
 //! | `/js-bounce` | 200, `location.replace("/landing/js")` |
 //! | `/refresh-header` | 200, `Refresh: 0; url=/landing/refresh` |
+//! | `/gate` | 200, a load handler decodes a token and POSTs a form → `/gate/continue` |
+//! | `/gate/continue` (POST) | 303 → `/landing/gated?token=…` (the posted token) |
 //! | `/s/{code}` | 302 → `/t/{code}` → meta refresh → JS → `/landing/{code}` |
 //! | `/expired-campaign` | 302 → `/gone` (404) |
 //! | `/loop/a`, `/loop/b` | 302 to each other |
@@ -117,6 +119,8 @@ fn router(state: Arc<LabState>) -> Router {
         )
         .route("/js-bounce", get(|| async { js_page("/landing/js") }))
         .route("/refresh-header", get(refresh_header))
+        .route("/gate", get(|| async { Html(GATE_PAGE) }))
+        .route("/gate/continue", axum::routing::post(gate_continue))
         .route("/s/{code}", get(short))
         .route("/t/{code}", get(short_meta))
         .route("/u/{code}", get(short_js))
@@ -160,6 +164,24 @@ fn js_page(to: &str) -> Response {
         "<!doctype html><html><head><title>Loading</title></head><body><script>window.location.replace(\"{to}\");</script></body></html>"
     ))
     .into_response()
+}
+
+/// A link-protection page: nothing happens without running its scripts.
+const GATE_PAGE: &str = "<!doctype html><html><head><title>Checking your browser…</title></head>\
+<body onload=\"setTimeout(verify, 800)\"><p>Checking your browser…</p>\
+<form method=post action=\"/gate/continue\"><input type=hidden name=token></form>\
+<script>function verify() { var f = document.forms[0]; f.elements.token.value = atob('c3ByaW5nMjQ='); f.submit(); }</script>\
+</body></html>";
+
+async fn gate_continue(body: String) -> Response {
+    let token = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| word(&v))
+        .unwrap_or_default();
+    redirect(
+        StatusCode::SEE_OTHER,
+        &format!("/landing/gated?token={token}"),
+    )
 }
 
 async fn ad_click(Query(q): Query<HashMap<String, String>>) -> Response {

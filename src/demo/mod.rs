@@ -39,6 +39,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("Interstitial page with a meta refresh", "/interstitial"),
     ("JavaScript bounce page", "/js-bounce"),
     ("HTTP Refresh header", "/refresh-header"),
+    (
+        "Link-protection page that POSTs a form from its scripts",
+        "/gate",
+    ),
     ("Link shortener using every trick", "/s/spring24"),
     ("Expired campaign", "/expired-campaign"),
     ("Redirect loop", "/loop/a"),

@@ -91,7 +91,19 @@ fn write_result(out: &mut String, n: usize, title: &str, res: &ResolutionResult,
             .unwrap_or_else(|| "—".into());
         let kind = hop.redirect_kind.map(|k| k.as_str()).unwrap_or("—");
         let url = short(&hop.url, lab_url);
-        let _ = writeln!(out, "   {:<3} {:<6} {:<15} {}", i + 1, status, kind, url);
+        let method = hop
+            .method
+            .as_deref()
+            .map(|m| format!("{m} "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "   {:<3} {:<6} {:<15} {method}{}",
+            i + 1,
+            status,
+            kind,
+            url
+        );
     }
     if let Some(err) = &res.error {
         let _ = writeln!(out, "   why: {err}");

@@ -281,6 +281,48 @@ async fn a_result_refused_by_the_agents_policy_is_accepted() {
 }
 
 #[tokio::test]
+async fn results_with_form_hops_methods_and_notes_are_accepted_and_returned() {
+    let relay = TestRelay::start().await;
+    let api = relay.api(&relay.key());
+    let (_creds, device) = relay.device().await;
+    let job = api.submit("f1", "https://trk.example/f").await;
+    let task = device.poll(1, 0).await.json["tasks"][0].clone();
+    let path = paths::task_result(task["taskId"].as_str().unwrap());
+    let lease = task["leaseId"].as_str().unwrap();
+    let result = |hop0: &str| {
+        format!(
+            r#"{{"leaseId":"{lease}","result":{{"inputUrl":"https://trk.example/f","finalUrl":"https://shop.example/","conclusion":"resolved","finalStatus":200,"redirectCount":2,"elapsedMs":9,"error":null,"hops":[{hop0},{{"url":"https://trk.example/go","status":303,"redirectKind":"location","location":"https://shop.example/","elapsedMs":3,"remoteAddr":null,"method":"POST"}},{{"url":"https://shop.example/","status":200,"redirectKind":null,"location":null,"elapsedMs":3,"remoteAddr":null}}]}}}}"#
+        )
+    };
+    for bad in [
+        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"teleport","location":"https://trk.example/go","elapsedMs":3}"#,
+        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"method":5}"#,
+        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"note":[]}"#,
+    ] {
+        let a = device.post(&path, &result(bad)).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (400, "invalid_request"),
+            "{bad}: {a:?}"
+        );
+    }
+    let good = r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"remoteAddr":null,"note":"the page's scripts were stopped: time budget exhausted"}"#;
+    assert_eq!(device.post(&path, &result(good)).await.status, 200);
+    let g = api
+        .get(&paths::job(job.json["jobId"].as_str().unwrap()))
+        .await;
+    let hops = &g.json["result"]["hops"];
+    assert_eq!(hops[0]["redirectKind"], "form");
+    assert_eq!(
+        hops[0]["note"],
+        "the page's scripts were stopped: time budget exhausted"
+    );
+    assert!(hops[0].get("method").is_none(), "a GET hop has no method");
+    assert_eq!(hops[1]["method"], "POST");
+    assert!(hops[2].get("note").is_none());
+}
+
+#[tokio::test]
 async fn an_expired_lease_is_requeued_and_the_late_result_is_lease_lost() {
     let relay = short_leases().await;
     let api = relay.api(&relay.key());

@@ -18,7 +18,7 @@ use link_peeler_wire::protocol::{Conclusion, Hop, RedirectKind, ResolutionResult
 
 use super::error::classify;
 use super::guard::Guard;
-use super::hop::{self, Next};
+use super::hop::{self, Next, Onward, PageContext};
 use super::location::is_fetchable;
 use super::visited::Visited;
 
@@ -94,9 +94,16 @@ fn ending(status: u16) -> Stop {
     }
 }
 
+/// One request to make: a GET, or a POST carrying a form's fields.
+#[derive(Debug, Clone)]
+struct Request {
+    url: Url,
+    post_body: Option<String>,
+}
+
 /// Writes where `next` leads into `hop` (a `status` response), or says how
 /// the chain ends on it.
-fn redirect(hop: &mut Hop, status: u16, next: Next) -> Result<(RedirectKind, Url), Stop> {
+fn redirect(hop: &mut Hop, status: u16, next: Next) -> Result<Onward, Stop> {
     match next {
         Next::End => Err(ending(status)),
         Next::ConflictingLocations => Err(Stop::because(
@@ -110,10 +117,10 @@ fn redirect(hop: &mut Hop, status: u16, next: Next) -> Result<(RedirectKind, Url
                 format!("{status} redirects to {raw:?}, which is not a valid URL: {error}"),
             ))
         }
-        Next::Follow(kind, target) => {
-            hop.redirect_kind = Some(kind);
-            hop.location = Some(target.to_string());
-            Ok((kind, target))
+        Next::Follow(onward) => {
+            hop.redirect_kind = Some(onward.kind);
+            hop.location = Some(onward.target.to_string());
+            Ok(onward)
         }
     }
 }
@@ -129,6 +136,7 @@ pub async fn run(
     client: &reqwest::Client,
     guard: &Guard,
     limits: &Limits,
+    user_agent: &str,
     input: &str,
 ) -> ResolutionResult {
     let record = Record {
@@ -167,8 +175,12 @@ pub async fn run(
         jar: Jar::default(),
         visited: Visited::default(),
         record,
+        user_agent: user_agent.to_string(),
     }
-    .follow(url)
+    .follow(Request {
+        url,
+        post_body: None,
+    })
     .await
 }
 
@@ -180,6 +192,8 @@ struct Chain<'a> {
     jar: Jar,
     visited: Visited,
     record: Record,
+    /// What a page's scripts see as `navigator.userAgent`.
+    user_agent: String,
 }
 
 impl Chain<'_> {
@@ -205,19 +219,20 @@ impl Chain<'_> {
     }
 
     /// Follows the chain from `url` to its end, one hop at a time.
-    async fn follow(mut self, mut url: Url) -> ResolutionResult {
+    async fn follow(mut self, mut request: Request) -> ResolutionResult {
         loop {
-            match self.step(url).await {
-                Ok(target) => url = target,
+            match self.step(request).await {
+                Ok(next) => request = next,
                 Err(stop) => return self.record.finish(stop.conclusion, stop.error),
             }
         }
     }
 
-    /// Makes and records one hop: the next URL to request, or how the chain
-    /// ends. The hop is recorded whatever happens to it.
-    async fn step(&mut self, url: Url) -> Result<Url, Stop> {
+    /// Makes and records one hop: the next request, or how the chain ends.
+    /// The hop is recorded whatever happens to it.
+    async fn step(&mut self, request: Request) -> Result<Request, Stop> {
         let started = std::time::Instant::now();
+        let url = &request.url;
         let mut hop = Hop {
             url: url.to_string(),
             status: None,
@@ -225,21 +240,36 @@ impl Chain<'_> {
             location: None,
             elapsed_ms: 0,
             remote_addr: None,
+            method: request.post_body.as_ref().map(|_| "POST".to_string()),
+            note: None,
         };
-        let made = self.make_hop(&url, &mut hop, started).await;
+        let made = self.make_hop(&request, &mut hop, started).await;
+        let status = hop.status;
         self.record.hops.push(hop);
-        let (kind, target) = made?;
-        self.onward(kind, target)
+        let onward = made?;
+        // A POST is repeated only through a 307/308; every other redirect
+        // turns it into a GET, as in browsers.
+        let post_body = match onward.kind {
+            RedirectKind::Location if matches!(status, Some(307 | 308)) => request.post_body,
+            _ => onward.post_body,
+        };
+        let next = Request {
+            url: onward.target,
+            post_body,
+        };
+        self.onward(onward.kind, &next)?;
+        Ok(next)
     }
 
     /// Guards, sends and reads one hop, filling in `hop`; its elapsed time is
     /// set once a request was attempted (a host refused by the guard has none).
     async fn make_hop(
         &mut self,
-        url: &Url,
+        request: &Request,
         hop: &mut Hop,
         started: std::time::Instant,
-    ) -> Result<(RedirectKind, Url), Stop> {
+    ) -> Result<Onward, Stop> {
+        let url = &request.url;
         // Layer 1 of the guard: the parsed host, before anything is sent.
         let checked = match url.host() {
             Some(host) => self.guard.check_host(&host).map_err(|b| b.to_string()),
@@ -253,10 +283,11 @@ impl Chain<'_> {
             return Err(Stop::because(Conclusion::RefusedByPolicy, why));
         }
         let cookies = self.jar.cookies(url);
-        self.visited.insert(url, cookies.as_ref());
+        let body = request.post_body.as_deref();
+        self.visited.insert(url, cookies.as_ref(), body);
         let hop_deadline = self.chain_deadline.min(deadline_after(self.limits.per_hop));
 
-        let exchanged = self.exchange(url, cookies, hop_deadline, hop).await;
+        let exchanged = self.exchange(request, cookies, hop_deadline, hop).await;
         hop.elapsed_ms = millis(started.elapsed());
         let (status, next) = exchanged?;
         redirect(hop, status, next)
@@ -267,12 +298,14 @@ impl Chain<'_> {
     /// response's cookies. Layer 3 of the guard checks the peer.
     async fn exchange(
         &mut self,
-        url: &Url,
+        request: &Request,
         cookies: Option<HeaderValue>,
         hop_deadline: Instant,
         hop: &mut Hop,
     ) -> Result<(u16, Next), Stop> {
-        let sent = timeout_at(hop_deadline, hop::send(self.client, url, cookies)).await;
+        let url = &request.url;
+        let body = request.post_body.as_deref();
+        let sent = timeout_at(hop_deadline, hop::send(self.client, url, cookies, body)).await;
         let mut resp = match sent {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(Stop::classified(&e)),
@@ -290,10 +323,18 @@ impl Chain<'_> {
         self.jar
             .set_cookies(&mut resp.headers().get_all(header::SET_COOKIE).iter(), url);
 
-        let next = timeout_at(hop_deadline, hop::next_step(&mut resp, url)).await;
+        let page_context = PageContext {
+            user_agent: self.user_agent.clone(),
+            cookie: self.jar.cookies(url),
+            deadline: hop_deadline,
+        };
+        let next = timeout_at(hop_deadline, hop::next_step(&mut resp, url, page_context)).await;
         drop(resp);
         match next {
-            Ok(Ok(n)) => Ok((status, n)),
+            Ok(Ok(read)) => {
+                hop.note = read.note;
+                Ok((status, read.next))
+            }
             Ok(Err(e)) => Err(Stop::classified(&e)),
             Err(_) => Err(self.timed_out(hop_deadline, "reading the page")),
         }
@@ -302,8 +343,9 @@ impl Chain<'_> {
     /// Whether the chain goes on to `target` (reached by a `kind` redirect on
     /// the hop just recorded): a fetchable scheme, not already requested with
     /// the same cookies, and within the hop limit.
-    fn onward(&self, kind: RedirectKind, target: Url) -> Result<Url, Stop> {
-        if !is_fetchable(&target) {
+    fn onward(&self, kind: RedirectKind, next: &Request) -> Result<(), Stop> {
+        let target = &next.url;
+        if !is_fetchable(target) {
             let why = format!(
                 "redirects ({}) to a {}: URL, which is not fetched",
                 kind.as_str(),
@@ -311,9 +353,10 @@ impl Chain<'_> {
             );
             return Err(Stop::because(Conclusion::UnsupportedScheme, why));
         }
+        let cookies = self.jar.cookies(target);
         if self
             .visited
-            .contains(&target, self.jar.cookies(&target).as_ref())
+            .contains(target, cookies.as_ref(), next.post_body.as_deref())
         {
             let why = format!("{target} was already requested with the same cookies");
             return Err(Stop::because(Conclusion::RedirectLoop, why));
@@ -326,6 +369,6 @@ impl Chain<'_> {
             );
             return Err(Stop::because(Conclusion::TooManyRedirects, why));
         }
-        Ok(target)
+        Ok(())
     }
 }

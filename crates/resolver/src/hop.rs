@@ -6,7 +6,14 @@
 //!    page is parsed, before any refresh timer);
 //! 3. the `Refresh` header — which, when valid, also silences every
 //!    `<meta refresh>` (the standard's "will declaratively refresh" flag);
-//! 4. the page's first valid `<meta refresh>`, then one inside `<noscript>`.
+//! 4. the page's first valid `<meta refresh>`;
+//! 5. where the page's inline scripts and load handlers navigate when run in
+//!    the sandbox ([`sandbox`]), only if the page has some: a `javascript`
+//!    or `form` hop (a POST form carries its fields);
+//! 6. a `<meta refresh>` inside `<noscript>` (what a browser without
+//!    scripts would do: t.co's pages rely on it).
+//!
+//! [`sandbox`]: crate::sandbox
 //!
 //! Refreshes that wait longer than [`MAX_REFRESH_DELAY`] seconds are not
 //! followed (the page is where a person would stay); shorter ones are
@@ -21,33 +28,76 @@ use super::body::{BODY_CAP, is_html, read_capped};
 use super::html::{self, PageRedirects};
 use super::location::{LocationHeader, location_header, resolve_location, resolve_reference};
 use super::refresh::parse_refresh;
+use super::sandbox;
 
 /// Refreshes with a longer delay are not redirects.
 pub const MAX_REFRESH_DELAY: u64 = 10;
+
+/// The next request a response asks for.
+#[derive(Debug)]
+pub struct Onward {
+    pub kind: RedirectKind,
+    /// An absolute URL of any scheme (the chain checks it).
+    pub target: Url,
+    /// The urlencoded fields of a submitted POST form; `None` for a GET.
+    pub post_body: Option<String>,
+}
 
 /// Where a response points.
 #[derive(Debug)]
 pub enum Next {
     /// Nowhere: the chain ends on this response.
     End,
-    /// To this absolute URL (of any scheme; the chain checks it).
-    Follow(RedirectKind, Url),
+    Follow(Onward),
     /// A `Location` that is not a URL at all.
-    BadLocation { raw: String, error: url::ParseError },
+    BadLocation {
+        raw: String,
+        error: url::ParseError,
+    },
     /// Several different `Location` headers: ambiguous, not followed.
     ConflictingLocations,
 }
 
-/// Sends one GET. The fragment is never sent; cookies are given explicitly
-/// so that the loop check knows exactly what was sent.
+/// What reading a response came to: where it points, and a note for the
+/// hop (e.g. the page's scripts ran out of budget).
+#[derive(Debug)]
+pub struct Read {
+    pub next: Next,
+    pub note: Option<String>,
+}
+
+impl From<Next> for Read {
+    fn from(next: Next) -> Self {
+        Read { next, note: None }
+    }
+}
+
+fn follow(kind: RedirectKind, target: Url) -> Next {
+    Next::Follow(Onward {
+        kind,
+        target,
+        post_body: None,
+    })
+}
+
+/// Sends one GET, or a POST with urlencoded fields. The fragment is never
+/// sent; cookies are given explicitly so that the loop check knows exactly
+/// what was sent.
 pub async fn send(
     client: &reqwest::Client,
     url: &Url,
     cookies: Option<HeaderValue>,
+    post_body: Option<&str>,
 ) -> Result<reqwest::Response, reqwest::Error> {
     let mut target = url.clone();
     target.set_fragment(None);
-    let mut req = client.get(target);
+    let mut req = match post_body {
+        None => client.get(target),
+        Some(body) => client
+            .post(target)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body.to_string()),
+    };
     if let Some(c) = cookies {
         req = req.header(header::COOKIE, c);
     }
@@ -83,22 +133,36 @@ fn header_refresh(resp: &reqwest::Response, url: &Url) -> HeaderRefresh {
     }
 }
 
+/// What a page's scripts may know: the User-Agent and the cookies the
+/// resolution holds for the page's URL.
+pub struct PageContext {
+    pub user_agent: String,
+    pub cookie: Option<HeaderValue>,
+    /// The sandbox must be done by then (the hop's deadline).
+    pub deadline: tokio::time::Instant,
+}
+
 /// Decides where a response points, reading (a capped part of) the body
 /// only when it matters. The caller bounds the time this takes.
-pub async fn next_step(resp: &mut reqwest::Response, url: &Url) -> Result<Next, reqwest::Error> {
+pub async fn next_step(
+    resp: &mut reqwest::Response,
+    url: &Url,
+    page_context: PageContext,
+) -> Result<Read, reqwest::Error> {
     let status = resp.status();
     if is_redirect_status(status) {
         match location_header(resp.headers()) {
             LocationHeader::One(raw) => {
                 return Ok(match resolve_location(raw, url) {
-                    Ok(target) => Next::Follow(RedirectKind::Location, target),
+                    Ok(target) => follow(RedirectKind::Location, target),
                     Err(error) => Next::BadLocation {
                         raw: String::from_utf8_lossy(raw).into_owned(),
                         error,
                     },
-                });
+                }
+                .into());
             }
-            LocationHeader::Conflicting => return Ok(Next::ConflictingLocations),
+            LocationHeader::Conflicting => return Ok(Next::ConflictingLocations.into()),
             LocationHeader::Missing => {}
         }
     }
@@ -111,18 +175,52 @@ pub async fn next_step(resp: &mut reqwest::Response, url: &Url) -> Result<Next, 
         PageRedirects::default()
     };
     if let Some(nav) = page.script {
-        return Ok(Next::Follow(RedirectKind::Javascript, nav.target));
+        return Ok(follow(RedirectKind::Javascript, nav.target).into());
     }
-    let refresh = match refresh {
-        HeaderRefresh::To(delay, target) => Some((RedirectKind::RefreshHeader, delay, target)),
-        HeaderRefresh::Reload => None,
-        HeaderRefresh::Absent => page
-            .meta
-            .or(page.noscript_meta)
-            .map(|n| (RedirectKind::MetaRefresh, n.delay, n.target)),
+    let (refresh, noscript) = match refresh {
+        HeaderRefresh::To(delay, target) => {
+            (Some((RedirectKind::RefreshHeader, delay, target)), None)
+        }
+        HeaderRefresh::Reload => (None, None),
+        // A `<meta refresh>` outside `<noscript>`, followed or not (too
+        // long), keeps the one inside from counting.
+        HeaderRefresh::Absent => match page.meta {
+            Some(n) => (Some((RedirectKind::MetaRefresh, n.delay, n.target)), None),
+            None => (None, page.noscript_meta),
+        },
     };
-    Ok(match refresh {
-        Some((kind, delay, target)) if delay <= MAX_REFRESH_DELAY => Next::Follow(kind, target),
+    if let Some((kind, delay, target)) = refresh
+        && delay <= MAX_REFRESH_DELAY
+    {
+        return Ok(follow(kind, target).into());
+    }
+    let mut note = None;
+    if page.doc.has_scripts() {
+        let env = sandbox::PageEnv {
+            url: url.clone(),
+            user_agent: page_context.user_agent,
+            cookie: page_context
+                .cookie
+                .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned())
+                .unwrap_or_default(),
+        };
+        let outcome = sandbox::run_isolated(env, page.doc, page_context.deadline).await;
+        if let Some(nav) = outcome.navigation {
+            let next = Next::Follow(Onward {
+                kind: nav.kind,
+                target: nav.target,
+                post_body: nav.post_body,
+            });
+            return Ok(Read {
+                next,
+                note: outcome.note,
+            });
+        }
+        note = outcome.note;
+    }
+    let next = match noscript {
+        Some(n) if n.delay <= MAX_REFRESH_DELAY => follow(RedirectKind::MetaRefresh, n.target),
         _ => Next::End,
-    })
+    };
+    Ok(Read { next, note })
 }

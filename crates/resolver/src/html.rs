@@ -47,6 +47,76 @@ pub struct PageRedirects {
     pub script: Option<Navigation>,
     pub meta: Option<Navigation>,
     pub noscript_meta: Option<Navigation>,
+    /// What the script sandbox needs, should the page's scripts have to run.
+    pub doc: ScriptDoc,
+}
+
+/// What the sandbox needs of a page: its inline scripts and load handlers in
+/// document order, its forms and anchors, and which ids exist. Collected in
+/// the same tokenizer pass, capped (a page cannot make this grow without
+/// bound beyond its 256 KiB).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScriptDoc {
+    /// The `<base href>` in effect (else the document's URL).
+    pub base: Option<Url>,
+    pub steps: Vec<ScriptStep>,
+    pub forms: Vec<Form>,
+    pub anchors: Vec<Anchor>,
+    /// Other elements' ids, with their tag names.
+    pub ids: Vec<(String, String)>,
+    /// `<script src>` elements: never fetched, counted for the hop's note.
+    pub external_scripts: usize,
+}
+
+impl ScriptDoc {
+    /// Whether anything would run on load: an inline script or a handler.
+    pub fn has_scripts(&self) -> bool {
+        !self.steps.is_empty()
+    }
+}
+
+/// One thing that runs as the page loads, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptStep {
+    /// An inline script's text.
+    Script(String),
+    /// `on*` attributes of `<body>`/`<frameset>` (event name without "on",
+    /// handler text), set on the window where the tag appears.
+    Handlers(Vec<(String, String)>),
+}
+
+/// A `<form>` and its controls.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Form {
+    pub attrs: Vec<(String, String)>,
+    pub fields: Vec<Vec<(String, String)>>,
+}
+
+/// An `<a>` or `<area>` with its attributes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub attrs: Vec<(String, String)>,
+}
+
+/// Caps on what [`ScriptDoc`] collects.
+const MAX_FORMS: usize = 64;
+const MAX_FIELDS: usize = 512;
+const MAX_ANCHORS: usize = 512;
+const MAX_IDS: usize = 1024;
+const MAX_STEPS: usize = 256;
+
+/// Attributes the surface uses, copied as text.
+fn attrs_of(tag: &StartTag<()>) -> Vec<(String, String)> {
+    tag.attributes
+        .iter()
+        .take(32)
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).to_ascii_lowercase(),
+                String::from_utf8_lossy(&v.value.0).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn attr<'t>(tag: &'t StartTag<()>, name: &str) -> Option<std::borrow::Cow<'t, str>> {
@@ -120,6 +190,7 @@ pub fn scan(html: &str, doc_url: &Url) -> PageRedirects {
         raw: RawText::None,
         text: String::new(),
         out: PageRedirects::default(),
+        in_form: false,
     };
     for token in tokens(html) {
         match token {
@@ -133,6 +204,7 @@ pub fn scan(html: &str, doc_url: &Url) -> PageRedirects {
     }
     // A page cut at the cap may end inside a script or noscript.
     scanner.raw_text_ends();
+    scanner.out.doc.base = scanner.base.clone();
     scanner.out
 }
 
@@ -144,6 +216,8 @@ struct Scanner<'d> {
     raw: RawText,
     text: String,
     out: PageRedirects,
+    /// Inside a `<form>` (controls belong to the last form).
+    in_form: bool,
 }
 
 impl Scanner<'_> {
@@ -180,6 +254,56 @@ impl Scanner<'_> {
             }
             _ => {}
         }
+        self.collect(tag);
+    }
+
+    /// Records what the sandbox needs of this tag.
+    fn collect(&mut self, tag: &StartTag<()>) {
+        let doc = &mut self.out.doc;
+        let name = tag.name.0.as_slice();
+        match name {
+            b"script" if attr(tag, "src").is_some() => doc.external_scripts += 1,
+            b"body" | b"frameset" if doc.steps.len() < MAX_STEPS => {
+                let handlers: Vec<(String, String)> = attrs_of(tag)
+                    .into_iter()
+                    .filter_map(|(k, v)| k.strip_prefix("on").map(|e| (e.to_string(), v)))
+                    .collect();
+                if !handlers.is_empty() {
+                    doc.steps.push(ScriptStep::Handlers(handlers));
+                }
+            }
+            b"form" if doc.forms.len() < MAX_FORMS => {
+                doc.forms.push(Form {
+                    attrs: attrs_of(tag),
+                    fields: Vec::new(),
+                });
+                self.in_form = true;
+                return;
+            }
+            b"input" | b"button" | b"select" | b"textarea" if self.in_form => {
+                if let Some(form) = doc.forms.last_mut()
+                    && form.fields.len() < MAX_FIELDS
+                {
+                    let mut a = attrs_of(tag);
+                    a.push(("tag".into(), String::from_utf8_lossy(name).into_owned()));
+                    form.fields.push(a);
+                }
+                return;
+            }
+            b"a" | b"area" if doc.anchors.len() < MAX_ANCHORS => {
+                doc.anchors.push(Anchor {
+                    attrs: attrs_of(tag),
+                });
+                return;
+            }
+            _ => {}
+        }
+        if let Some(id) = attr(tag, "id")
+            && doc.ids.len() < MAX_IDS
+        {
+            doc.ids
+                .push((id.into_owned(), String::from_utf8_lossy(name).into_owned()));
+        }
     }
 
     fn end_tag(&mut self, name: &[u8]) {
@@ -193,6 +317,9 @@ impl Scanner<'_> {
             self.raw = RawText::None;
             self.text.clear();
         }
+        if name == b"form" {
+            self.in_form = false;
+        }
     }
 
     /// The raw text element being read ends (at its end tag or where the
@@ -200,8 +327,14 @@ impl Scanner<'_> {
     /// `<noscript>`'s navigations are taken from its text.
     fn raw_text_ends(&mut self) {
         match self.raw {
-            RawText::Script if self.out.script.is_none() => {
-                self.out.script = script_navigation(&self.text, self.base());
+            RawText::Script => {
+                if self.out.script.is_none() {
+                    self.out.script = script_navigation(&self.text, self.base());
+                }
+                if self.out.doc.steps.len() < MAX_STEPS && !self.text.trim().is_empty() {
+                    let text = std::mem::take(&mut self.text);
+                    self.out.doc.steps.push(ScriptStep::Script(text));
+                }
             }
             RawText::Noscript if self.out.noscript_meta.is_none() => {
                 self.out.noscript_meta = first_meta_in(&self.text, self.base());

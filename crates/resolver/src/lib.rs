@@ -17,7 +17,8 @@
 //! | [`location`] | `Location` resolution as browsers do, fragment inheritance |
 //! | [`refresh`] | the WHATWG refresh parser (header and `<meta>`) |
 //! | `html` | finding `<meta refresh>`, `<base href>` and inline scripts |
-//! | [`javascript`] | literal `location = "…"` / `location.replace("…")` detection |
+//! | [`javascript`] | literal `location = "…"` / `location.replace("…")` detection (the fast path) |
+//! | [`sandbox`] | running a page's scripts in a sandboxed engine when no stronger redirect decided |
 //! | `body` | the capped, decompressed body read |
 //! | `visited` | loop detection on (URL, cookies sent) |
 //! | [`guard`] | the SSRF guard: deny table, name rules, filtering DNS |
@@ -41,11 +42,12 @@ pub mod error;
 /// webhook deliveries pass the same guard.
 pub use link_peeler_guard as guard;
 mod hop;
-mod html;
+pub mod html;
 pub mod javascript;
 pub mod location;
 pub mod meter;
 pub mod refresh;
+pub mod sandbox;
 mod verifier;
 mod visited;
 
@@ -215,7 +217,7 @@ impl Resolver {
                 }
             },
         };
-        let client = match client::build(&inner.tls, inner.dns.clone(), user_agent) {
+        let client = match client::build(&inner.tls, inner.dns.clone(), user_agent.clone()) {
             Ok(c) => c,
             Err(e) => {
                 let why = format!("could not build the HTTP client: {e}");
@@ -229,7 +231,8 @@ impl Resolver {
             per_hop: inner.config.per_hop_timeout,
             whole_chain: inner.config.timeout,
         };
-        chain::run(&client, &inner.guard, &limits, url).await
+        let ua = user_agent.to_str().unwrap_or(DEFAULT_USER_AGENT);
+        chain::run(&client, &inner.guard, &limits, ua, url).await
     }
 }
 

@@ -225,6 +225,8 @@ mod tests {
                 location: None,
                 elapsed_ms: 3,
                 remote_addr: None,
+                method: None,
+                note: None,
             }],
         });
         let r = record(&row(), &Outcome::Job(Box::new(j))).unwrap();

@@ -13,8 +13,13 @@ pub enum RedirectKind {
     RefreshHeader,
     /// `<meta http-equiv="refresh">` in the body.
     MetaRefresh,
-    /// A literal `location = …` / `location.replace(…)` in an inline script.
+    /// A navigation by the page's own scripts: a literal `location = …` found
+    /// without running anything, or one made while the scripts ran in the
+    /// sandbox (protocol.md §5.7).
     Javascript,
+    /// A form submitted while the page loaded (by a script or a load
+    /// handler); the hop's `method` says GET or POST.
+    Form,
 }
 
 impl RedirectKind {
@@ -24,6 +29,7 @@ impl RedirectKind {
             RedirectKind::RefreshHeader => "refresh_header",
             RedirectKind::MetaRefresh => "meta_refresh",
             RedirectKind::Javascript => "javascript",
+            RedirectKind::Form => "form",
         }
     }
 }
@@ -88,6 +94,15 @@ pub struct Hop {
     pub elapsed_ms: u64,
     /// `ip:port` the response came from, when a connection was made.
     pub remote_addr: Option<String>,
+    /// The request method when it was not GET (a submitted POST form).
+    /// Omitted for GET, so results without it are GETs (older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Something worth knowing about how this hop was read, e.g. that the
+    /// page's scripts ran out of their budget (protocol.md §5.7). Omitted
+    /// when there is nothing to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The whole answer for one tracking URL.
@@ -123,6 +138,25 @@ mod tests {
         let back: serde_json::Value = serde_json::to_value(&r).unwrap();
         let orig: serde_json::Value = serde_json::from_str(spec).unwrap();
         assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn form_hops_carry_method_and_note_and_old_hops_still_parse() {
+        let hop = r#"{"url": "https://a.test/", "status": 200, "redirectKind": "form",
+            "location": "https://b.test/go", "elapsedMs": 3, "remoteAddr": null,
+            "method": "POST", "note": "scripts stopped: budget"}"#;
+        let h: Hop = serde_json::from_str(hop).unwrap();
+        assert_eq!(h.redirect_kind, Some(RedirectKind::Form));
+        assert_eq!(h.method.as_deref(), Some("POST"));
+        assert_eq!(h.note.as_deref(), Some("scripts stopped: budget"));
+        let old = r#"{"url": "https://a.test/", "status": 200, "redirectKind": "javascript",
+            "location": "https://b.test/", "elapsedMs": 3, "remoteAddr": null}"#;
+        let h: Hop = serde_json::from_str(old).unwrap();
+        assert_eq!((&h.method, &h.note), (&None, &None));
+        // A GET hop without a note serialises exactly as before.
+        let back = serde_json::to_value(&h).unwrap();
+        assert!(back.get("method").is_none() && back.get("note").is_none());
+        assert_eq!(RedirectKind::Form.as_str(), "form");
     }
 
     #[test]
