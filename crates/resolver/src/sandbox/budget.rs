@@ -161,8 +161,24 @@ fn held_bytes() -> isize {
     HELD.try_with(Cell::get).unwrap_or(0)
 }
 
+#[cfg(not(windows))]
 fn account(delta: isize) {
     let _ = HELD.try_with(|h| h.set(h.get().wrapping_add(delta)));
+}
+
+/// On Windows a thread-local access may go through `TlsGetValue`, which sets
+/// the thread's last error to 0. Code that allocates between a failing Win32
+/// call and its `GetLastError` (the Credential Manager store does) would then
+/// read "error 0" instead of, say, "not found": the allocator must leave the
+/// last error as it found it.
+#[cfg(windows)]
+fn account(delta: isize) {
+    use windows_sys::Win32::Foundation::{GetLastError, SetLastError};
+    // SAFETY: both only read or write the calling thread's last-error value.
+    let saved = unsafe { GetLastError() };
+    let _ = HELD.try_with(|h| h.set(h.get().wrapping_add(delta)));
+    // SAFETY: as above.
+    unsafe { SetLastError(saved) };
 }
 
 fn signed(n: usize) -> isize {
