@@ -101,7 +101,7 @@ code="$(field "$code_json" code)"
 
 wait_line() { # file, pid, what: until the file has its first line (20 s)
   local tries=0
-  until [ "$(wc -l <"$1")" -ge 1 ]; do
+  until [ -f "$1" ] && [ "$(wc -l <"$1")" -ge 1 ]; do
     kill -0 "$2" 2>/dev/null || fail "$3 exited at start"
     [ "$tries" -lt 80 ] || fail "$3 did not start within 20 s"
     sleep 0.25; tries=$((tries + 1))
