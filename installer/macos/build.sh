@@ -14,7 +14,7 @@
 # Notarization (xcrun notarytool) is left to the release process: see README.md.
 #
 # --layout-only packs whatever --binary names (default: this machine's
-# target/release or target/debug link-peeler) and marks the bundle as a
+# target/dist, target/release or target/debug link-peeler) and marks the bundle as a
 # STAND-IN: a Linux binary in a .app proves the layout, nothing more.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -49,7 +49,7 @@ mkdir -p "$contents/MacOS" "$contents/Resources" "$payload/Library/LaunchAgents"
 # ---------------------------------------------------------------- binary
 if [ -n "$layout_only" ]; then
   if [ -z "$binary" ]; then
-    for candidate in "$root/target/release/link-peeler" "$root/target/debug/link-peeler"; do
+    for candidate in "$root/target/dist/link-peeler" "$root/target/release/link-peeler" "$root/target/debug/link-peeler"; do
       [ -x "$candidate" ] && { binary="$candidate"; break; }
     done
   fi
@@ -66,8 +66,8 @@ else
   rustup target add "${targets[@]}" >&2
   slices=()
   for t in "${targets[@]}"; do
-    (cd "$root" && MACOSX_DEPLOYMENT_TARGET=11.0 cargo build --locked --release --target "$t" --bin link-peeler >&2)
-    slices+=("$root/target/$t/release/link-peeler")
+    (cd "$root" && MACOSX_DEPLOYMENT_TARGET=11.0 cargo build --locked --profile dist --target "$t" --bin link-peeler >&2)
+    slices+=("$root/target/$t/dist/link-peeler")
   done
   lipo -create -output "$contents/MacOS/link-peeler" "${slices[@]}"
   lipo -info "$contents/MacOS/link-peeler" >&2

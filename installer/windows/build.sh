@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Windows MSI with wixl (Debian: wixl, msitools) from link-peeler.wxs.
 #
-#   installer/windows/build.sh [--exe PATH] [--profile release|dev] [--out DIR] [--version X.Y.Z]
+#   installer/windows/build.sh [--exe PATH] [--profile dist|release|dev|PROFILE] [--out DIR] [--version X.Y.Z]
 #
 # The exe is cross-built for x86_64-pc-windows-gnu (rustup target + Debian's
 # gcc-mingw-w64-x86-64) unless --exe names one. When the Rust target cannot be
@@ -16,14 +16,14 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 target=x86_64-pc-windows-gnu
 
-exe="" profile=release out="$root/dist" version=""
+exe="" profile=dist out="$root/dist" version=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --exe) exe="$2"; shift 2 ;;
     --profile) profile="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --version) version="$2"; shift 2 ;;
-    *) echo "usage: $0 [--exe PATH] [--profile release|dev] [--out DIR] [--version X.Y.Z]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--exe PATH] [--profile dist|release|dev|PROFILE] [--out DIR] [--version X.Y.Z]" >&2; exit 2 ;;
   esac
 done
 
