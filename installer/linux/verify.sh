@@ -71,7 +71,7 @@ if [ "$(id -u)" != 0 ]; then
   skip "install/purge: needs root"
   exit 0
 fi
-if dpkg-query -W -f='${Status}' link-peeler 2>/dev/null | grep -q 'install ok installed'; then
+if grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' link-peeler 2>/dev/null)"; then
   skip "install/purge: link-peeler is already installed on this machine; not touching it"
   exit 0
 fi
@@ -84,7 +84,7 @@ if ! dpkg -i "$deb" >"$work/dpkg.log" 2>&1; then
   apt-get install -f -y -qq --no-install-recommends >>"$work/dpkg.log" 2>&1 \
     || { cat "$work/dpkg.log" >&2; fail "dpkg -i (and apt-get install -f)"; }
 fi
-dpkg-query -W -f='${Status}' link-peeler | grep -q 'install ok installed' || fail "not installed"
+grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' link-peeler)" || fail "not installed"
 pass "dpkg -i: installed"
 
 version_out="$(/usr/bin/link-peeler --version)" || fail "link-peeler --version"

@@ -47,11 +47,11 @@ trap 'rm -rf "$stage"' EXIT
 
 standin=""
 if [ -z "$exe" ]; then
-  if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  if ! grep -qx "$target" <<<"$(rustup target list --installed 2>/dev/null)"; then
     say "installing the Rust target $target (rustup target add)"
     rustup target add "$target" >&2 || true
   fi
-  if rustup target list --installed 2>/dev/null | grep -qx "$target" \
+  if grep -qx "$target" <<<"$(rustup target list --installed 2>/dev/null)" \
     && command -v x86_64-w64-mingw32-gcc >/dev/null; then
     say "cross-building link-peeler.exe ($target, profile $profile)"
     (cd "$root" && cargo build --locked --target "$target" --profile "$profile" --bin link-peeler >&2)

@@ -24,7 +24,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -43,6 +43,9 @@ use link_peeler_wire::protocol::{Conclusion, ResolutionResult, ResultPost, Task}
 
 /// How long in-flight resolutions may run after a stop request.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a paused agent repeats its state report while nothing changes
+/// (protocol.md §4.2: "about once a minute", so `lastSeenAt` stays current).
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// How the runner behaves.
 #[derive(Debug, Clone)]
@@ -254,19 +257,25 @@ impl<R: LinkResolver> Runner<R> {
     async fn admit(&self, st: &mut LoopState, c: &Arc<Controller>, free: u32) -> Option<u32> {
         let decision = c.decide_now();
         if let Decision::Paused(reasons) = &decision {
-            if st.paused.as_ref() != Some(reasons) {
+            let news = st.paused.as_ref() != Some(reasons);
+            if news {
                 tracing::info!(reasons = ?reasons, "paused: not taking tasks");
                 st.paused = Some(reasons.clone());
             }
-            // Tell the relay why no work is taken (at most once per wake-up,
-            // which is at most once a minute while nothing changes).
-            match self.shared.client.report(c.report()).await {
-                Ok(()) => {}
-                Err(e) if e.verdict(Op::Poll) == Verdict::SignIn => {
-                    st.sign_in = Some(e.to_string());
-                    return None;
+            // Tell the relay why no work is taken: when the reasons change
+            // and about once a minute (protocol.md §4.2), not on every
+            // wake-up (each finished task, each sensor reading).
+            let due = st.reported_at.is_none_or(|at| at.elapsed() >= REPORT_EVERY);
+            if news || due {
+                st.reported_at = Some(Instant::now());
+                match self.shared.client.report(c.report()).await {
+                    Ok(()) => {}
+                    Err(e) if e.verdict(Op::Poll) == Verdict::SignIn => {
+                        st.sign_in = Some(e.to_string());
+                        return None;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "state report not delivered"),
                 }
-                Err(e) => tracing::debug!(error = %e, "state report not delivered"),
             }
             let idle = st.workers.is_empty();
             tokio::select! {
@@ -281,6 +290,7 @@ impl<R: LinkResolver> Runner<R> {
         if st.paused.take().is_some() {
             tracing::info!("active again: taking tasks");
         }
+        st.reported_at = None; // active: every poll carries the report
         let room = c.room(free);
         if room == 0 {
             // The quotas have room only once a task in flight settles.
@@ -489,6 +499,8 @@ struct LoopState {
     connected: bool,
     /// Why the controller last said paused (logged once per change).
     paused: Option<Vec<Reason>>,
+    /// When a paused agent last sent a report-only poll.
+    reported_at: Option<Instant>,
 }
 
 impl LoopState {
@@ -500,6 +512,7 @@ impl LoopState {
             sign_in: None,
             connected: false,
             paused: None,
+            reported_at: None,
         }
     }
 }

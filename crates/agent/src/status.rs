@@ -215,10 +215,7 @@ pub fn render(st: &Status) -> String {
                     "paused — {}",
                     reasons
                         .iter()
-                        .map(|r| serde_json::to_value(r)
-                            .ok()
-                            .and_then(|v| v["reason"].as_str().map(str::to_owned))
-                            .unwrap_or_default())
+                        .map(|r| r.name())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),

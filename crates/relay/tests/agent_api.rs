@@ -295,11 +295,17 @@ async fn results_with_form_hops_methods_and_notes_are_accepted_and_returned() {
         )
     };
     for bad in [
-        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"teleport","location":"https://trk.example/go","elapsedMs":3}"#,
-        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"method":5}"#,
-        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"note":[]}"#,
+        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"teleport","location":"https://trk.example/go","elapsedMs":3}"#.to_string(),
+        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"method":5}"#.to_string(),
+        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"note":[]}"#.to_string(),
+        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"method":"DELETE"}"#.to_string(),
+        r#"{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"note":"two\nlines"}"#.to_string(),
+        format!(
+            r#"{{"url":"https://trk.example/f","status":200,"redirectKind":"form","location":"https://trk.example/go","elapsedMs":3,"note":"{}"}}"#,
+            "n".repeat(513)
+        ),
     ] {
-        let a = device.post(&path, &result(bad)).await;
+        let a = device.post(&path, &result(&bad)).await;
         assert_eq!(
             (a.status, a.code()),
             (400, "invalid_request"),

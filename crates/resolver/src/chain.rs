@@ -311,7 +311,7 @@ impl Chain<'_> {
             Ok(Err(e)) => return Err(Stop::classified(&e)),
             Err(_) => return Err(self.timed_out(hop_deadline, "waiting for the response")),
         };
-        super::meter::downloaded(super::meter::head_bytes(&resp));
+        super::meter::downloaded_with(|| super::meter::head_bytes(&resp));
         let status = resp.status().as_u16();
         hop.status = Some(status);
         let peer: Option<SocketAddr> = resp.remote_addr();

@@ -64,8 +64,6 @@ pub struct ScriptDoc {
     pub anchors: Vec<Anchor>,
     /// Other elements' ids, with their tag names.
     pub ids: Vec<(String, String)>,
-    /// `<script src>` elements: never fetched, counted for the hop's note.
-    pub external_scripts: usize,
 }
 
 impl ScriptDoc {
@@ -262,11 +260,13 @@ impl Scanner<'_> {
         let doc = &mut self.out.doc;
         let name = tag.name.0.as_slice();
         match name {
-            b"script" if attr(tag, "src").is_some() => doc.external_scripts += 1,
             b"body" | b"frameset" if doc.steps.len() < MAX_STEPS => {
+                // Only what runs on load: `onclick`, `onresize`… never do
+                // without a user, so they start no engine.
                 let handlers: Vec<(String, String)> = attrs_of(tag)
                     .into_iter()
                     .filter_map(|(k, v)| k.strip_prefix("on").map(|e| (e.to_string(), v)))
+                    .filter(|(e, _)| e == "load" || e == "pageshow")
                     .collect();
                 if !handlers.is_empty() {
                     doc.steps.push(ScriptStep::Handlers(handlers));
@@ -371,6 +371,20 @@ mod tests {
 
     fn doc() -> Url {
         Url::parse("http://a.test/dir/page").expect("parses")
+    }
+
+    #[test]
+    fn only_load_handlers_start_the_sandbox() {
+        let with = |body: &str| scan(&format!("<html><body {body}>hi</body></html>"), &doc()).doc;
+        assert!(with(r#"onload="go()""#).has_scripts());
+        assert!(with(r#"onpageshow="go()""#).has_scripts());
+        for user_driven in [
+            r#"onclick="go()""#,
+            r#"onresize="go()""#,
+            r#"onbeforeunload="go()""#,
+        ] {
+            assert!(!with(user_driven).has_scripts(), "{user_driven}");
+        }
     }
 
     /// The precedence `hop` applies (without a Refresh header).

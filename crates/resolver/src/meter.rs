@@ -34,6 +34,12 @@ pub(crate) fn downloaded(bytes: usize) {
     let _ = WATCH.try_with(|w| w.downloaded(bytes as u64));
 }
 
+/// Tells the watcher, if any, of `bytes()` downloaded; `bytes` is not
+/// computed without one.
+pub(crate) fn downloaded_with(bytes: impl FnOnce() -> usize) {
+    let _ = WATCH.try_with(|w| w.downloaded(bytes() as u64));
+}
+
 /// Asks the watcher, if any, whether `url` may be requested.
 pub(crate) fn before_hop(url: &Url) -> Result<(), String> {
     WATCH.try_with(|w| w.before_hop(url)).unwrap_or(Ok(()))

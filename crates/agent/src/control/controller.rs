@@ -294,9 +294,14 @@ impl Controller {
         let mut sensors = self.sensors.clone();
         // No sensor source (or none any more): only the other two wake us.
         let alive = sensors.has_changed().is_ok();
+        // Wake on readings other than those the last decision used. (Not
+        // `changed()`: a cloned receiver starts from the version the
+        // original has seen, and the original only borrows, so after the
+        // first reading `changed()` would return at once, every time.)
+        let used = self.state.borrow().sensors;
         tokio::select! {
             _ = self.changed.notified() => {}
-            _ = sensors.changed(), if alive => {}
+            _ = sensors.wait_for(|s| *s != used), if alive => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
@@ -309,11 +314,7 @@ impl Controller {
             Decision::Paused(rs) => (
                 "paused",
                 rs.iter()
-                    .filter_map(|r| {
-                        serde_json::to_value(r)
-                            .ok()
-                            .and_then(|v| v["reason"].as_str().map(str::to_owned))
-                    })
+                    .map(|r| r.name().to_owned())
                     .take(link_peeler_wire::protocol::MAX_REPORT_REASONS)
                     .collect(),
             ),

@@ -126,6 +126,19 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// The reason's name on the wire and in `status` (its serde tag).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reason::User { .. } => "user",
+            Reason::MeteredNetwork => "meteredNetwork",
+            Reason::OnBattery => "onBattery",
+            Reason::OutsideAllowedHours { .. } => "outsideAllowedHours",
+            Reason::QuotaReached { .. } => "quotaReached",
+        }
+    }
+}
+
 /// The verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "reasons", rename_all = "camelCase")]

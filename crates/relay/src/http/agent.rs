@@ -51,14 +51,6 @@ pub async fn poll(
     let body = read_body(&parts.headers, body).await?;
     let auth = authenticate(&state, &parts.headers, &body, PrincipalKind::Device).await?;
     let poll = auth.check(&state, poll_request(&body)).await?;
-    let Some(permit) = state.store.admit_poll(&auth.key_id) else {
-        // The nonce comes before the operation (protocol.md §2.5): a replay is 401.
-        state.store.consume_nonce(auth.nonce).await?;
-        return Err(too_many_polls());
-    };
-
-    let deadline = Instant::now() + Duration::from_secs(poll.wait_seconds.into());
-    let _waiting = state.metrics.waiter();
     let mut spent = auth.nonce;
     // The state report is stored (with the last-seen time) when the nonce is spent.
     spent.agent_state = poll
@@ -66,10 +58,19 @@ pub async fn poll(
         .as_ref()
         .and_then(|s| serde_json::to_string(s).ok());
     if poll.capacity == 0 {
-        // A report-only poll (a paused agent): store the report, take no task.
+        // A report-only poll (a paused agent): store the report, take no
+        // task. It holds nothing, so it takes no poll slot and no waiter.
         state.store.consume_nonce(spent).await?;
         return Ok(answer(Vec::new()));
     }
+    let Some(permit) = state.store.admit_poll(&auth.key_id) else {
+        // The nonce comes before the operation (protocol.md §2.5): a replay is 401.
+        state.store.consume_nonce(spent).await?;
+        return Err(too_many_polls());
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(poll.wait_seconds.into());
+    let _waiting = state.metrics.waiter();
     let mut nonce = Some(spent);
     // A waiter that was woken; the next claim uses its wake.
     let mut woken: Option<Waiter> = None;

@@ -19,6 +19,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Cost units the engine runs before the meter is consulted. Small, because
@@ -104,6 +105,7 @@ pub struct Meter {
 impl Meter {
     pub fn new(budget: Budget, deadline: Instant) -> Self {
         let deadline = deadline.min(Instant::now() + budget.wall);
+        METERING.fetch_add(1, Ordering::Relaxed);
         Meter {
             budget,
             spent: 0,
@@ -152,6 +154,17 @@ impl Meter {
     }
 }
 
+impl Drop for Meter {
+    fn drop(&mut self) {
+        METERING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Pages being metered now. While none is, the allocator counts nothing: a
+/// binary that installs [`MeteredAlloc`] pays one relaxed load per
+/// allocation except while a page's scripts run.
+static METERING: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
     /// Bytes allocated minus bytes freed on this thread (with [`MeteredAlloc`]).
     static HELD: Cell<isize> = const { Cell::new(0) };
@@ -163,6 +176,9 @@ fn held_bytes() -> isize {
 
 #[cfg(not(windows))]
 fn account(delta: isize) {
+    if METERING.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     let _ = HELD.try_with(|h| h.set(h.get().wrapping_add(delta)));
 }
 
@@ -174,6 +190,9 @@ fn account(delta: isize) {
 #[cfg(windows)]
 fn account(delta: isize) {
     use windows_sys::Win32::Foundation::{GetLastError, SetLastError};
+    if METERING.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     // SAFETY: both only read or write the calling thread's last-error value.
     let saved = unsafe { GetLastError() };
     let _ = HELD.try_with(|h| h.set(h.get().wrapping_add(delta)));

@@ -64,8 +64,12 @@ pub fn too_deep_limit(src: &str, max: usize) -> bool {
     false
 }
 
-/// `eval` and `Function` bodies pass the same nesting check as scripts.
-struct Hooks;
+/// `eval` and `Function` bodies pass the same nesting check as scripts, and
+/// no buffer may be larger than the page's memory budget: boa fills an
+/// `ArrayBuffer` in one built-in call, before the meter looks again.
+struct Hooks {
+    max_buffer: u64,
+}
 
 impl HostHooks for Hooks {
     fn ensure_can_compile_strings(
@@ -86,6 +90,10 @@ impl HostHooks for Hooks {
                 .into());
         }
         Ok(())
+    }
+
+    fn max_buffer_size(&self, _context: &mut Context) -> u64 {
+        self.max_buffer
     }
 }
 
@@ -128,7 +136,9 @@ impl Engine {
         let jobs = Rc::new(Microtasks::default());
         let mut ctx = Context::builder()
             .job_executor(jobs.clone())
-            .host_hooks(Rc::new(Hooks))
+            .host_hooks(Rc::new(Hooks {
+                max_buffer: u64::try_from(meter.budget.memory).unwrap_or(u64::MAX),
+            }))
             .build()?;
         let limits = ctx.runtime_limits_mut();
         limits.set_loop_iteration_limit(meter.budget.loop_iterations);

@@ -82,7 +82,18 @@ pub fn run(env: &PageEnv, doc: &ScriptDoc, budget: Budget, deadline: Instant) ->
 
 /// Runs the page's scripts on a sandbox thread, waiting at most until
 /// `deadline` (also the scripts' own deadline).
+///
+/// At most [`MAX_LIVE_THREADS`] sandbox threads exist at once. A thread the
+/// hop stopped waiting for runs on until its budgets stop it, and one
+/// built-in call (a backtracking regular expression, say) is not sliced, so
+/// such threads could otherwise pile up; past the cap a page's scripts are
+/// not run, and the hop says so.
 pub async fn run_isolated(env: PageEnv, doc: ScriptDoc, deadline: tokio::time::Instant) -> Outcome {
+    let Some(slot) = LiveThread::take() else {
+        return noted(
+            "too many pages' scripts are still running; this page's scripts were not run",
+        );
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
     let until = Instant::now() + remaining;
@@ -90,6 +101,7 @@ pub async fn run_isolated(env: PageEnv, doc: ScriptDoc, deadline: tokio::time::I
         .name("link-peeler-sandbox".into())
         .stack_size(STACK)
         .spawn(move || {
+            let _slot = slot;
             let _ = tx.send(run(&env, &doc, Budget::default(), until));
         });
     if spawned.is_err() {
@@ -98,6 +110,32 @@ pub async fn run_isolated(env: PageEnv, doc: ScriptDoc, deadline: tokio::time::I
     match tokio::time::timeout_at(deadline, rx).await {
         Ok(Ok(outcome)) => outcome,
         _ => noted("the page's scripts did not finish before the hop's deadline"),
+    }
+}
+
+/// Most sandbox threads alive at once, across all resolutions of the process.
+pub const MAX_LIVE_THREADS: usize = 16;
+
+static LIVE_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`MAX_LIVE_THREADS`] places, given back when dropped.
+struct LiveThread;
+
+impl LiveThread {
+    fn take() -> Option<LiveThread> {
+        use std::sync::atomic::Ordering;
+        LIVE_THREADS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_LIVE_THREADS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LiveThread)
+    }
+}
+
+impl Drop for LiveThread {
+    fn drop(&mut self) {
+        LIVE_THREADS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -96,13 +96,49 @@ pub struct Hop {
     pub remote_addr: Option<String>,
     /// The request method when it was not GET (a submitted POST form).
     /// Omitted for GET, so results without it are GETs (older agents).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "hop_method"
+    )]
     pub method: Option<String>,
     /// Something worth knowing about how this hop was read, e.g. that the
     /// page's scripts ran out of their budget (protocol.md §5.7). Omitted
     /// when there is nothing to say.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "hop_note"
+    )]
     pub note: Option<String>,
+}
+
+/// Longest hop `note`, in characters.
+pub const MAX_HOP_NOTE_CHARS: usize = 512;
+
+/// `method` is `GET` or `POST`: the only methods a resolution sends.
+fn hop_method<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let method = Option::<String>::deserialize(d)?;
+    match method.as_deref() {
+        None | Some("GET" | "POST") => Ok(method),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "method must be GET or POST, not {other:?}"
+        ))),
+    }
+}
+
+/// `note` is one line of at most [`MAX_HOP_NOTE_CHARS`] characters: it is
+/// shown to integrators and forwarded in webhooks.
+fn hop_note<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let note = Option::<String>::deserialize(d)?;
+    if let Some(n) = &note
+        && (n.chars().count() > MAX_HOP_NOTE_CHARS || n.chars().any(char::is_control))
+    {
+        return Err(serde::de::Error::custom(format!(
+            "note must be at most {MAX_HOP_NOTE_CHARS} characters without control characters"
+        )));
+    }
+    Ok(note)
 }
 
 /// The whole answer for one tracking URL.
@@ -153,6 +189,27 @@ mod tests {
             "location": "https://b.test/", "elapsedMs": 3, "remoteAddr": null}"#;
         let h: Hop = serde_json::from_str(old).unwrap();
         assert_eq!((&h.method, &h.note), (&None, &None));
+        // The method is GET or POST; a note is one bounded line.
+        let hop = |extra: &str| {
+            serde_json::from_str::<Hop>(&format!(
+                r#"{{"url": "https://a.test/", "status": 200, "redirectKind": null,
+                "location": null, "elapsedMs": 1, "remoteAddr": null{extra}}}"#
+            ))
+        };
+        assert!(hop(r#", "method": "GET""#).is_ok());
+        for bad in [
+            r#", "method": "DELETE""#,
+            r#", "method": "post""#,
+            r#", "method": """#,
+            r#", "note": "two
+lines""#,
+        ] {
+            assert!(hop(bad).is_err(), "{bad}");
+        }
+        let long = format!(r#", "note": "{}""#, "n".repeat(MAX_HOP_NOTE_CHARS + 1));
+        assert!(hop(&long).is_err());
+        let edge = format!(r#", "note": "{}""#, "n".repeat(MAX_HOP_NOTE_CHARS));
+        assert!(hop(&edge).is_ok());
         // A GET hop without a note serialises exactly as before.
         let back = serde_json::to_value(&h).unwrap();
         assert!(back.get("method").is_none() && back.get("note").is_none());
