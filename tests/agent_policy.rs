@@ -71,6 +71,47 @@ async fn a_reached_quota_stops_the_agent_and_the_relay_shows_why() {
     // The count survives in the agent's private control file.
     let saved = std::fs::read_to_string(home.data_dir().join("control.json")).unwrap();
     assert!(saved.contains("\"links\": 3"), "{saved}");
+
+    // Recent activity: the three links (requester and domains) and the pause, as CSV.
+    let out = home
+        .command(&["activity", "--csv", "-"])
+        .output()
+        .await
+        .expect("link-peeler activity");
+    assert!(out.status.success(), "{out:?}");
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(
+        rows[0].starts_with("time,kind,requester,source,input_domain"),
+        "{csv}"
+    );
+    let tasks: Vec<&&str> = rows.iter().filter(|r| r.contains(",task,")).collect();
+    assert_eq!(tasks.len(), 3, "{csv}");
+    assert!(
+        tasks
+            .iter()
+            .all(|r| r.contains(",127.0.0.1,127.0.0.1,") && r.contains(",resolved,")),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(",state,") && r.contains("paused,daily link quota reached until")),
+        "{csv}"
+    );
+    // The table, and a bad flag is a usage error naming it.
+    let table = home.command(&["activity"]).output().await.unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("paused: daily link quota reached"),
+        "{table}"
+    );
+    let bad = home
+        .command(&["activity", "--days", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--days"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

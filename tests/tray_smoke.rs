@@ -24,8 +24,12 @@ use std::time::Duration;
 
 use agent_support::*;
 use link_peeler::demo::lab::Lab;
-use link_peeler::tray::dialogs::{TITLE_ALREADY_RUNNING, TITLE_ENROLL, TITLE_ENROLLED};
-use link_peeler::tray::view::{ENROLL, PAUSE, QUIT, RESUME, START_AT_LOGIN};
+use link_peeler::tray::dialogs::{
+    TITLE_ALREADY_RUNNING, TITLE_CONSENT, TITLE_ENROLL, TITLE_ENROLLED, TITLE_WELCOME,
+};
+use link_peeler::tray::view::{
+    ALLOW, ENROLL, PAUSE, PAUSE_HOUR, QUIT, RECENT, RESUME, START_AT_LOGIN,
+};
 use link_peeler_wire::protocol::JobStatus;
 use tray_support::*;
 
@@ -100,9 +104,33 @@ impl TrayHome {
     }
 
     /// `link-peeler` (no subcommand) on `display`, with its own HOME: GTK writes there.
+    /// Its `xdg-open` is a stand-in that notes what it was asked to open
+    /// (a desktop's browser is not ours to start in a test).
     fn launch(&self, display: &str, log: &str) -> Proc {
+        let bin = self.agent.dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        let opener = bin.join("xdg-open");
+        std::fs::write(
+            &opener,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n",
+                self.opened_file().display()
+            ),
+        )
+        .expect("xdg-open stand-in");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod xdg-open");
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let mut cmd = self.agent.command(&[]);
-        cmd.env("DISPLAY", display)
+        cmd.env("PATH", path)
+            .env("DISPLAY", display)
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("XDG_CACHE_HOME", self.home.join(".cache"))
@@ -132,10 +160,27 @@ impl TrayHome {
         std::fs::read_to_string(self.agent.dir.join(name)).unwrap_or_default()
     }
 
+    /// A JSON file of the data dir (`null` while it does not exist).
+    fn json(&self, file: &str) -> serde_json::Value {
+        match std::fs::read_to_string(self.agent.data_dir().join(file)) {
+            Ok(text) => serde_json::from_str(&text).expect("json"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Value::Null,
+            Err(e) => panic!("{file}: {e}"),
+        }
+    }
+
     fn state(&self) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(self.agent.data_dir().join("state.json")).expect("state.json");
-        serde_json::from_str(&text).expect("state json")
+        self.json("state.json")
+    }
+
+    /// The controller's file: quota counts and the user's pause.
+    fn control(&self) -> serde_json::Value {
+        self.json("control.json")
+    }
+
+    /// Where the `xdg-open` stand-in notes each path.
+    fn opened_file(&self) -> PathBuf {
+        self.agent.dir.join("opened.txt")
     }
 
     /// This test's stand-in for /etc/xdg.
@@ -208,11 +253,28 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
     screenshot(&desktop, "tray-enrolled.png", "560x200+0+0").await;
     desktop.key(TITLE_ENROLLED, "Return").await;
     desktop.wait_window_gone(TITLE_ENROLLED).await;
+
+    // 2b. Consent: asked before any task; "No" leaves it waiting, polling nothing.
+    desktop.window(TITLE_CONSENT).await;
+    screenshot(&desktop, "tray-consent.png", "640x360+0+0").await;
+    desktop.key(TITLE_CONSENT, "Escape").await;
+    desktop.wait_window_gone(TITLE_CONSENT).await;
+    item.wait_status("waiting for permission", |s| {
+        s == "Waiting for your permission to start"
+    })
+    .await;
+    assert!(th.state()["consent"].is_null());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(relay_requests(&relay.url(), POLL_ROUTE).await, 0);
+    item.click(ALLOW).await;
+    desktop.window(TITLE_CONSENT).await;
+    desktop.key(TITLE_CONSENT, "Return").await;
     let connected = format!("Connected to {} · ", relay.addr);
     let status = item
         .wait_status("connected", |s| s.starts_with(&connected))
         .await;
     assert_eq!(status, format!("{connected}0 links today"));
+    assert_eq!(th.state()["consent"]["by"], "user");
     assert!(
         item.menu().await.iter().all(|e| e.label != ENROLL),
         "enrolled: no enroll item"
@@ -241,17 +303,61 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
     desktop.xdotool(&["key", "Escape"]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // 5. Pause: polling stops, the icon and the state file say so.
-    item.click(PAUSE).await;
-    item.wait_status("paused", |s| s == "Paused · 1 link today")
+    // 5. Pause ▸ For 1 hour: the status line names the reason and the end,
+    //    the icon and control.json say so, and a job waits.
+    assert!(item.entry(PAUSE).await.enabled);
+    assert!(!item.entry(RESUME).await.enabled, "nothing to resume");
+    item.click(PAUSE_HOUR).await;
+    let paused = item
+        .wait_status("paused for an hour", |s| {
+            s.starts_with("Paused — by you until ") && s.ends_with(" · 1 link today")
+        })
         .await;
     wait_icon(&item, IconKind::Paused).await;
-    assert_eq!(th.state()["paused"], true);
-    let relay_url = relay.url();
-    let polls = wait_until_still("polling after Pause", Duration::from_secs(5), || {
-        relay_requests(&relay_url, POLL_ROUTE)
+    assert!(!item.entry(PAUSE).await.enabled);
+    assert!(item.entry(RESUME).await.enabled);
+    let until = th.control()["userPause"]["until"]
+        .as_i64()
+        .expect("pause end");
+    let in_an_hour = link_peeler_agent::history::now_ms() + 3_600_000;
+    assert!(
+        (in_an_hour - until).abs() < 60_000,
+        "{until} vs {in_an_hour}"
+    );
+    let waiting = api
+        .submit("tray-2", &lab.url("/ad/click?id=4"), None)
+        .await
+        .unwrap();
+    desktop.open_tray_menu().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    screenshot(&desktop, "tray-paused.png", "420x260+0+0").await;
+    desktop.xdotool(&["key", "Escape"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        api.job(&waiting.job_id).await.unwrap().status,
+        JobStatus::Queued,
+        "a paused agent takes no task"
+    );
+
+    // 5b. Recent activity: the page lists the link and the pause, private.
+    item.click(RECENT).await;
+    let page = wait_for("the activity page to be opened", || async {
+        std::fs::read_to_string(th.opened_file())
+            .ok()
+            .and_then(|t| t.lines().last().map(PathBuf::from))
     })
     .await;
+    assert_eq!(page, th.agent.data_dir().join("activity.html"));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("1 link opened"), "{html}");
+    assert!(html.contains("<td>127.0.0.1</td>"), "{html}");
+    assert!(html.contains("Paused: by you until "), "{html}");
+    assert!(html.contains("Export as CSV"), "{html}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&page).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     // 6. A second launch does not start a second agent; it says so.
     let mut second = th.launch(&desktop.display, "tray-2.log");
@@ -278,31 +384,39 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
         (item.entry(START_AT_LOGIN).await.checked == Some(false)).then_some(())
     })
     .await;
-    assert!(!th.autostart_entry().exists());
+    // The menu clears its check mark itself on the click; the file follows on the app's thread.
+    wait_for("the autostart entry to be removed", || async {
+        (!th.autostart_entry().exists()).then_some(())
+    })
+    .await;
 
-    // 8. Quit while paused: exit 0, the item goes away.
+    // 8. Quit while paused: exit 0, the item goes away (the job still waits).
     item.click(QUIT).await;
     assert_eq!(app.wait_exit().await, Some(0), "{}", th.log("tray-1.log"));
     desktop.wait_for_no_item().await;
 
-    // 9. The pause survived the restart: still no polling.
+    // 9. The pause survived the restart, with the same end.
     let mut app = th.launch(&desktop.display, "tray-3.log");
     let item = desktop.wait_for_item().await;
-    item.wait_status("paused after restart", |s| s == "Paused · 1 link today")
+    item.wait_status("paused after restart", |s| s == paused)
         .await;
     wait_icon(&item, IconKind::Paused).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(relay_requests(&relay.url(), POLL_ROUTE).await, polls);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        api.job(&waiting.job_id).await.unwrap().status,
+        JobStatus::Queued
+    );
 
-    // 10. Resume: polling starts again.
+    // 10. Resume: the waiting job is taken and done.
     item.click(RESUME).await;
     item.wait_status("connected again", |s| s.starts_with(&connected))
         .await;
-    wait_for("polls after Resume", || async {
-        (relay_requests(&relay.url(), POLL_ROUTE).await > polls).then_some(())
-    })
-    .await;
-    assert_eq!(th.state()["paused"], false);
+    let job = api
+        .wait_finished(&waiting.job_id, Duration::from_millis(100), PATIENCE)
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Done, "{job:?}");
+    assert!(th.control()["userPause"].is_null());
 
     // 11. Quit: graceful, exit 0.
     item.click(QUIT).await;
@@ -315,6 +429,8 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
 /// Issue 6 in the tray: with a relay URL and code in the managed config, the
 /// app enrolls itself with no click, never offers "Enroll this computer…",
 /// and says which settings the organization manages on a line of its own.
+/// Issue 16: the organisation gave consent, so the app tells instead of
+/// asking, and names the organisation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tray_app_enrolls_itself_from_managed_config_and_shows_what_is_managed() {
     use link_peeler::tray::view::IconKind;
@@ -331,7 +447,7 @@ async fn tray_app_enrolls_itself_from_managed_config_and_shows_what_is_managed()
     std::fs::write(
         th.agent.dir.join("managed.toml"),
         format!(
-            "relay = \"{}\"\nenrollment_code = \"{code}\"\n",
+            "relay = \"{}\"\nenrollment_code = \"{code}\"\norganization = \"Acme Corp\"\nconsent_given = true\n",
             relay.url()
         ),
     )
@@ -349,6 +465,10 @@ async fn tray_app_enrolls_itself_from_managed_config_and_shows_what_is_managed()
 
     let mut app = th.launch(&desktop.display, "tray-managed.log");
     let item = desktop.wait_for_item().await;
+    desktop.window(TITLE_WELCOME).await;
+    screenshot(&desktop, "tray-welcome-managed.png", "640x360+0+0").await;
+    desktop.key(TITLE_WELCOME, "Return").await;
+    assert_eq!(th.state()["consent"]["by"], "organization");
     let connected = format!("Connected to {} · ", relay.addr);
     item.wait_status("connected without a click", |s| s.starts_with(&connected))
         .await;
@@ -361,7 +481,7 @@ async fn tray_app_enrolls_itself_from_managed_config_and_shows_what_is_managed()
         .collect();
     assert_eq!(
         labels.get(1).copied(),
-        Some("Managed by your organization: relay, enrollment code"),
+        Some("Managed by Acme Corp: relay, enrollment code, consent given"),
         "{labels:?}"
     );
     assert!(

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod activity;
 mod demo;
 mod doctor;
 mod enroll;
@@ -49,6 +50,8 @@ pub enum Command {
     SignOut(sign_out::SignOutArgs),
     /// Follow a link here and now and show every hop (protocol.md §5).
     Resolve(resolve::ResolveArgs),
+    /// Show what this computer did for others: links, bytes, pauses (also as CSV or HTML).
+    Activity(activity::ActivityArgs),
 }
 
 pub use run::{TRAY_BINARY, tray_in_companion, tray_in_process};
@@ -70,6 +73,7 @@ pub fn run(cli: Cli, tray: TrayStart) -> ExitCode {
         Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::SignOut(args)) => sign_out::run(args),
         Some(Command::Resolve(args)) => resolve::run(args),
+        Some(Command::Activity(args)) => activity::run(args),
         None => tray(run::SettingsArgs::default()),
     }
 }

@@ -19,10 +19,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use tray_icon::menu::MenuEvent;
 use tray_icon::{TrayIcon, TrayIconBuilder};
 
-use super::host::{Command, Update};
+use super::host::{Command, PauseLength, Update};
 use super::menu::{Action, TrayMenu};
-use super::model::TrayState;
-use super::view::{self, PauseAction, View};
+use super::model::{Phase, TrayState};
+use super::view::{self, View};
 use super::{autostart, dialogs, icons, open};
 use link_peeler_agent::enrollment::Enrolled;
 
@@ -46,6 +46,8 @@ pub struct Ui {
     host_alive: bool,
     /// No tray could be shown: quit, and exit non-zero.
     failed: bool,
+    /// The consent question was put once this run (later only from the menu).
+    consent_asked: bool,
 }
 
 impl Ui {
@@ -68,6 +70,7 @@ impl Ui {
             exit: None,
             host_alive: true,
             failed: false,
+            consent_asked: false,
         }
     }
 
@@ -139,7 +142,26 @@ impl Ui {
 
     fn on_update(&mut self, update: Update) {
         match update {
-            Update::Snapshot(s) => self.state.agent = s,
+            Update::Snapshot(s) => {
+                self.state.agent = s;
+                // First start: ask at once, before any task (the menu asks again later).
+                if self.state.agent.phase == Phase::ConsentNeeded && !self.consent_asked {
+                    self.consent_asked = true;
+                    self.ask_consent();
+                }
+            }
+            Update::ConsentByOrganization => dialogs::info(
+                dialogs::TITLE_WELCOME,
+                &format!(
+                    "{}\n{} has agreed to this for the computers it manages.",
+                    dialogs::consent_text(self.relay_name()),
+                    self.state
+                        .agent
+                        .organization
+                        .as_deref()
+                        .unwrap_or("Your organization")
+                ),
+            ),
             Update::Enrolled(Ok(e)) => dialogs::info(dialogs::TITLE_ENROLLED, &enrolled_text(&e)),
             Update::Enrolled(Err(why)) => dialogs::error(dialogs::TITLE_ENROLL_FAILED, &why),
             Update::Stopped { ok } => {
@@ -153,19 +175,42 @@ impl Ui {
         let now = SystemTime::now();
         let v = view::view(&self.state, now);
         match action {
-            Action::PauseOrResume if v.pause_enabled => self.send(match v.pause {
-                PauseAction::Pause => Command::Pause,
-                PauseAction::Resume => Command::Resume,
-            }),
-            Action::PauseOrResume => {}
-            Action::Enroll => {
+            Action::PauseForAnHour if v.pause_enabled => {
+                self.send(Command::Pause(PauseLength::AnHour))
+            }
+            Action::PauseUntilTomorrow if v.pause_enabled => {
+                self.send(Command::Pause(PauseLength::UntilTomorrow))
+            }
+            Action::PauseUntilResumed if v.pause_enabled => {
+                self.send(Command::Pause(PauseLength::UntilResumed))
+            }
+            Action::Resume if v.resume_enabled => self.send(Command::Resume),
+            Action::PauseForAnHour
+            | Action::PauseUntilTomorrow
+            | Action::PauseUntilResumed
+            | Action::Resume => {}
+            Action::Prompt if v.prompt == Some(view::ALLOW) => self.ask_consent(),
+            Action::Prompt => {
                 let default = self.state.agent.relay_url.clone();
                 if let Some((relay, code)) = dialogs::ask_enrollment(default.as_deref()) {
                     self.send(Command::Enroll { relay, code });
                 }
             }
+            Action::RecentActivity => {
+                let days = self.state.agent.retention_days;
+                let opened = link_peeler_agent::history::write_page(&self.data_dir, days)
+                    .and_then(|page| open::path(&page));
+                if let Err(e) = opened {
+                    dialogs::error(
+                        dialogs::TITLE_ERROR,
+                        &format!("Could not show the recent activity: {e}"),
+                    );
+                }
+            }
             Action::OpenLogs => {
-                if let Err(e) = open::folder(&self.log_dir) {
+                if let Err(e) =
+                    std::fs::create_dir_all(&self.log_dir).and_then(|()| open::path(&self.log_dir))
+                {
                     dialogs::error(
                         dialogs::TITLE_ERROR,
                         &format!("Could not open {}: {e}", self.log_dir.display()),
@@ -190,6 +235,21 @@ impl Ui {
             }
             Action::About => dialogs::info(dialogs::TITLE_ABOUT, &self.about_text(&v)),
             Action::Quit => self.send(Command::Quit),
+        }
+    }
+
+    fn relay_name(&self) -> &str {
+        self.state
+            .agent
+            .relay
+            .as_deref()
+            .unwrap_or("your team's relay")
+    }
+
+    /// Asks whether the agent may use this connection; Yes lets it start.
+    fn ask_consent(&mut self) {
+        if dialogs::ask_consent(self.relay_name()) {
+            self.send(Command::Consent);
         }
     }
 

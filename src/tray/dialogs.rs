@@ -21,6 +21,41 @@ pub const TITLE_ENROLL_FAILED: &str = "Enrollment failed";
 pub const TITLE_ALREADY_RUNNING: &str = "Link Peeler is already running";
 pub const TITLE_ABOUT: &str = "About Link Peeler";
 pub const TITLE_ERROR: &str = "Link Peeler";
+// (No regex characters: the GUI test finds windows by an anchored regex.)
+pub const TITLE_CONSENT: &str = "Allow Link Peeler to use this connection";
+pub const TITLE_WELCOME: &str = "Link Peeler is set up by your organization";
+
+/// What the agent does, in plain words: asked on first start (or, when an
+/// organisation agreed for its users, told).
+pub fn consent_text(relay: &str) -> String {
+    format!(
+        "Link Peeler opens web links on this computer for your team, through {relay}.\n\n\
+         • It uses this computer's internet connection and IP address: the websites \
+         behind the links see this computer.\n\
+         • It downloads the pages a link passes through (limits per hour, day and month \
+         apply), and stops on metered networks and on battery.\n\
+         • It never opens your own files, browser or accounts.\n\
+         • Pause is always one click away in the tray menu; \"Recent activity…\" \
+         shows what it did.\n"
+    )
+}
+
+/// Asks for consent; true only on an explicit Yes.
+pub fn ask_consent(relay: &str) -> bool {
+    let text = format!(
+        "{}\nAllow Link Peeler to start working?",
+        consent_text(relay)
+    );
+    let answer = MessageBox {
+        title: TITLE_CONSENT,
+        message: &text,
+        icon: MessageIcon::Question,
+        buttons: MessageButtons::YesNo,
+        owner: None,
+    }
+    .show();
+    answer == Some(rustydialogs::MessageResult::Yes)
+}
 
 fn message(title: &str, text: &str, icon: MessageIcon) {
     MessageBox {

@@ -10,12 +10,20 @@
 //! ```
 //!
 //! Nothing is shared but the two channels: the host owns the runner and the
-//! state file, the UI owns the widgets. Pause stops the runner the way a
-//! headless stop does — no new polls, in-flight resolutions finish and post
-//! (or park) their results — and Resume starts a fresh runner. The pause is
-//! written to the agent's state file first, so it survives a restart.
+//! state file, the UI owns the widgets. Pause is the user's pause in the
+//! runner's [`Controller`]: the runner keeps its connection (and tells the
+//! relay why it takes no work), in-flight resolutions finish, and a held
+//! poll is dropped; the controller saves it (`control.json`), so it survives
+//! a restart and ends on its own after "1 hour" or at midnight. The status
+//! line shows every reason the controller gives, automatic ones included.
+//!
+//! Consent: before the first runner starts, the host waits in
+//! [`Phase::ConsentNeeded`] until the user allows it (the UI asks), unless
+//! the managed configuration gave consent for the organisation (the UI then
+//! says so once). The answer is kept in `state.json`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -25,10 +33,11 @@ use url::Url;
 use super::model::{Phase, Snapshot};
 use link_peeler_agent::activity::{Activity, Connection};
 use link_peeler_agent::config::{self, Overrides, Settings};
+use link_peeler_agent::control::{ControlState, Controller, Reason};
 use link_peeler_agent::credentials::{self, CredentialError, DeviceCredentials};
 use link_peeler_agent::enrollment::{self, Enrolled};
 use link_peeler_agent::runner::{Exit, Runner};
-use link_peeler_agent::state::{self, AgentState};
+use link_peeler_agent::state::{self, AgentState, Consent};
 use link_peeler_agent::{assembly, managed, shutdown};
 use link_peeler_resolver::Resolver;
 
@@ -39,12 +48,25 @@ const DAY_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// How often today's count is written to the state file while links flow.
 const SAVE_EVERY: Duration = Duration::from_secs(10);
 
+/// How long the user's pause lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseLength {
+    AnHour,
+    UntilTomorrow,
+    UntilResumed,
+}
+
 /// What the UI asks of the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Pause,
+    Pause(PauseLength),
     Resume,
-    Enroll { relay: Url, code: String },
+    /// The user allows the agent to use this connection.
+    Consent,
+    Enroll {
+        relay: Url,
+        code: String,
+    },
     Quit,
 }
 
@@ -54,6 +76,8 @@ pub enum Update {
     Snapshot(Snapshot),
     /// The outcome of an enrollment, as a sentence for a dialog on failure.
     Enrolled(Result<Enrolled, String>),
+    /// The organisation gave consent for this computer (first start): say so.
+    ConsentByOrganization,
     /// The host is gone; `ok` is false when it died rather than quit.
     Stopped {
         ok: bool,
@@ -160,15 +184,18 @@ struct RunState {
     enroll_after: Option<(Url, String)>,
     /// The runner's delivered count already added to today's links.
     delivered: u64,
+    /// The runner's controller: the user's pause, the reasons to show.
+    control: Option<Arc<Controller>>,
 }
 
 impl RunState {
-    fn new(stop: CancellationToken) -> Self {
+    fn new(stop: CancellationToken, control: Option<Arc<Controller>>) -> Self {
         RunState {
             stop,
             stopping: None,
             enroll_after: None,
             delivered: 0,
+            control,
         }
     }
 }
@@ -182,6 +209,8 @@ struct Host<'a> {
     state_dirty: bool,
     snapshot: Snapshot,
     shown: Option<Snapshot>,
+    /// End the user's pause when the next runner starts (after enrolling).
+    resume_next: bool,
 }
 
 impl<'a> Host<'a> {
@@ -203,6 +232,7 @@ impl<'a> Host<'a> {
             state_dirty: false,
             snapshot: Snapshot::default(),
             shown: None,
+            resume_next: false,
         }
     }
 
@@ -232,6 +262,8 @@ impl<'a> Host<'a> {
                 }
             };
         self.snapshot.managed = managed.keys();
+        self.snapshot.organization = managed.organization.clone();
+        self.snapshot.retention_days = settings.policy.activity_retention_days.value;
         let creds = match tokio::task::spawn_blocking(|| credentials::load(None)).await {
             Ok(Ok((creds, _source))) => creds,
             Ok(Err(CredentialError::NotEnrolled)) if managed.can_enroll() => {
@@ -263,8 +295,12 @@ impl<'a> Host<'a> {
         };
         self.snapshot.relay = Some(display(&relay));
         self.snapshot.relay_url = Some(relay.to_string());
-        if self.state.paused {
-            return self.wait(Phase::Paused, None).await;
+        if self.state.consent.is_none() {
+            if !managed.consent_given {
+                return self.wait(Phase::ConsentNeeded, None).await;
+            }
+            self.record_consent("organization");
+            self.sink.send(Update::ConsentByOrganization);
         }
         self.run_agent(creds, relay, settings).await
     }
@@ -285,8 +321,9 @@ impl<'a> Host<'a> {
             tokio::select! {
                 r = &mut enroll => break r,
                 cmd = self.commands.recv() => match cmd.unwrap_or(Command::Quit) {
-                    Command::Pause => self.set_paused(true),
-                    Command::Resume => self.set_paused(false),
+                    // Nothing runs yet: nothing to pause (the menu offers no Pause).
+                    Command::Pause(_) | Command::Resume => {}
+                    Command::Consent => self.record_consent("user"),
                     Command::Enroll { relay, code } => {
                         stop.cancel();
                         self.enroll(relay, code).await;
@@ -350,9 +387,9 @@ impl<'a> Host<'a> {
                 }
             };
             match cmd {
-                Command::Pause => self.set_paused(true),
-                Command::Resume => {
-                    self.set_paused(false);
+                Command::Pause(_) | Command::Resume => {}
+                Command::Consent => {
+                    self.record_consent("user");
                     return Next::Again;
                 }
                 Command::Enroll { relay, code } => {
@@ -404,7 +441,20 @@ impl<'a> Host<'a> {
             }
         };
         tracing::info!(device = %creds.device_id, relay = %relay, "tray agent running");
-        let mut run = RunState::new(stop);
+        let control = runner.control();
+        if let Some(c) = &control {
+            // An older version's pause (state.json) becomes the controller's.
+            if self.state.paused {
+                c.pause_until_resumed();
+                self.state.paused = false;
+                self.state_dirty = true;
+                self.save_state();
+            }
+            if std::mem::take(&mut self.resume_next) {
+                c.resume();
+            }
+        }
+        let mut run = RunState::new(stop, control);
         let exit = self.supervise(runner, &mut run).await;
         tracing::info!(?exit, "tray agent's runner stopped");
         if run.stopping == Some(Phase::Quitting) {
@@ -424,6 +474,11 @@ impl<'a> Host<'a> {
     /// snapshot, answering the menu and signals, and saving today's count.
     async fn supervise(&mut self, runner: Runner<Resolver>, run: &mut RunState) -> Exit {
         let mut activity = runner.activity();
+        let mut control = run.control.as_ref().map(|c| c.watch());
+        if let Some(rx) = &mut control {
+            let st = rx.borrow_and_update().clone();
+            self.show_control(&st, run.control.as_deref());
+        }
         let mut save_tick = tokio::time::interval(SAVE_EVERY);
         self.set_phase(Phase::Connecting);
         let engine = runner.run();
@@ -434,6 +489,10 @@ impl<'a> Host<'a> {
                 changed = activity.changed() => if changed.is_ok() {
                     let a = activity.borrow_and_update().clone();
                     self.absorb(&a, &mut run.delivered, run.stopping.as_ref());
+                },
+                changed = control_changed(&mut control) => match changed {
+                    Some(st) => self.show_control(&st, run.control.as_deref()),
+                    None => control = None,
                 },
                 cmd = self.commands.recv() => {
                     self.command_while_running(cmd.unwrap_or(Command::Quit), run);
@@ -450,29 +509,48 @@ impl<'a> Host<'a> {
         let last = activity.borrow().clone();
         self.absorb(&last, &mut run.delivered, run.stopping.as_ref());
         self.snapshot.in_flight = 0;
+        self.snapshot.paused.clear();
+        self.snapshot.user_paused = false;
         self.save_state();
         exit
     }
 
-    /// A menu command while the runner runs. Pause and Quit stop it (no new
-    /// polls; in-flight resolutions finish); Enroll waits until it has stopped.
+    /// Shows the controller's reasons to pause, in words.
+    fn show_control(&mut self, st: &ControlState, c: Option<&Controller>) {
+        let Some(c) = c else { return };
+        self.snapshot.paused = st.decision.describe(&c.now());
+        self.snapshot.user_paused = matches!(
+            &st.decision,
+            link_peeler_agent::control::Decision::Paused(rs)
+                if rs.iter().any(|r| matches!(r, Reason::User { .. }))
+        );
+        self.publish();
+    }
+
+    /// A menu command while the runner runs. Pause and Resume go to its
+    /// controller (the runner stays connected; in-flight resolutions
+    /// finish); Quit stops it; Enroll waits until it has stopped.
     fn command_while_running(&mut self, cmd: Command, run: &mut RunState) {
-        match cmd {
-            Command::Pause => {
-                self.set_paused(true);
-                if run.stopping.is_none() {
-                    tracing::info!("pausing: no new polls; in-flight resolutions finish");
-                    self.stop_runner(run, Phase::Pausing);
+        match (cmd, run.control.as_ref()) {
+            (Command::Pause(length), Some(c)) => {
+                tracing::info!(?length, "paused by the user");
+                match length {
+                    PauseLength::AnHour => c.pause_for(Duration::from_secs(3600)),
+                    PauseLength::UntilTomorrow => c.pause_until_tomorrow(),
+                    PauseLength::UntilResumed => c.pause_until_resumed(),
                 }
             }
-            // Takes effect when the drain ends: the next step starts a new runner.
-            Command::Resume => self.set_paused(false),
-            Command::Enroll { relay, code } => {
+            (Command::Resume, Some(c)) => {
+                tracing::info!("resumed by the user");
+                c.resume();
+            }
+            (Command::Pause(_) | Command::Resume | Command::Consent, _) => {}
+            (Command::Enroll { relay, code }, _) => {
                 run.enroll_after = Some((relay, code));
                 run.stop.cancel();
-                run.stopping.get_or_insert(Phase::Pausing);
+                run.stopping.get_or_insert(Phase::Enrolling);
             }
-            Command::Quit => self.stop_runner(run, Phase::Quitting),
+            (Command::Quit, _) => self.stop_runner(run, Phase::Quitting),
         }
     }
 
@@ -528,7 +606,7 @@ impl<'a> Host<'a> {
             Ok(e) => {
                 tracing::info!(device = %e.device_id, "enrolled");
                 // Enrolling is a clear "start working": it ends an old pause.
-                self.set_paused(false);
+                self.resume_next = true;
             }
             Err(e) => tracing::warn!(error = %e, "enrollment failed"),
         }
@@ -536,12 +614,15 @@ impl<'a> Host<'a> {
             .send(Update::Enrolled(result.map_err(|e| e.to_string())));
     }
 
-    fn set_paused(&mut self, paused: bool) {
-        if self.state.paused != paused {
-            self.state.paused = paused;
-            self.state_dirty = true;
-            self.save_state();
-        }
+    /// Keeps who agreed that the agent may use this connection.
+    fn record_consent(&mut self, by: &str) {
+        tracing::info!(by, "consent to use this connection recorded");
+        self.state.consent = Some(Consent {
+            at_ms: link_peeler_agent::history::now_ms(),
+            by: by.to_owned(),
+        });
+        self.state_dirty = true;
+        self.save_state();
     }
 
     fn save_state(&mut self) {
@@ -577,6 +658,19 @@ impl<'a> Host<'a> {
             self.shown = Some(self.snapshot.clone());
             self.sink.send(Update::Snapshot(self.snapshot.clone()));
         }
+    }
+}
+
+/// The controller's next state (`None`: it is gone; never ready without one).
+async fn control_changed(
+    rx: &mut Option<tokio::sync::watch::Receiver<ControlState>>,
+) -> Option<ControlState> {
+    match rx {
+        Some(r) => match r.changed().await {
+            Ok(()) => Some(r.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
     }
 }
 

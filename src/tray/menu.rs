@@ -2,12 +2,14 @@
 //!
 //! All decisions live in the pure [`view`](super::view) function; this file
 //! only sets texts, enabled flags and the check mark, and inserts or removes
-//! the "Managed by your organization" line and "Enroll this computer…"
-//! (menus cannot hide an item on every platform).
+//! the "Managed by …" line and the prompt ("Enroll this computer…" or
+//! "Allow Link Peeler to start…") — menus cannot hide an item on every
+//! platform. Pause is a submenu of durations; Resume sits beside it, enabled
+//! while the user's own pause holds.
 //! Widgets are updated in place, so an open menu changes live.
 
 use tray_icon::menu::{
-    CheckMenuItem, IsMenuItem, Menu, MenuEvent, MenuId, MenuItem, PredefinedMenuItem,
+    CheckMenuItem, IsMenuItem, Menu, MenuEvent, MenuId, MenuItem, PredefinedMenuItem, Submenu,
 };
 
 use super::view::{self, View};
@@ -15,17 +17,26 @@ use super::view::{self, View};
 /// What a click asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    PauseOrResume,
-    Enroll,
+    PauseForAnHour,
+    PauseUntilTomorrow,
+    PauseUntilResumed,
+    Resume,
+    /// The prompt item: enroll, or allow the agent to start.
+    Prompt,
+    RecentActivity,
     OpenLogs,
     ToggleStartAtLogin,
     About,
     Quit,
 }
 
-const IDS: [(&str, Action); 6] = [
-    ("pause", Action::PauseOrResume),
-    ("enroll", Action::Enroll),
+const IDS: [(&str, Action); 10] = [
+    ("pause-hour", Action::PauseForAnHour),
+    ("pause-tomorrow", Action::PauseUntilTomorrow),
+    ("pause-until-resumed", Action::PauseUntilResumed),
+    ("resume", Action::Resume),
+    ("prompt", Action::Prompt),
+    ("recent", Action::RecentActivity),
     ("logs", Action::OpenLogs),
     ("start-at-login", Action::ToggleStartAtLogin),
     ("about", Action::About),
@@ -34,23 +45,25 @@ const IDS: [(&str, Action); 6] = [
 
 /// Where the "Managed by your organization" line goes: right under the status line.
 const MANAGED_POSITION: usize = 1;
-/// Where "Enroll this computer…" goes: after status, separator, Pause
+/// Where the prompt goes: after status, separator, Pause, Resume
 /// (one further down while the managed line is shown).
-const ENROLL_POSITION: usize = 3;
+const PROMPT_POSITION: usize = 4;
 
 /// The menu and handles to its items.
 pub struct TrayMenu {
     pub menu: Menu,
     status: MenuItem,
     managed: MenuItem,
-    pause: MenuItem,
-    enroll: MenuItem,
+    pause: Submenu,
+    resume: MenuItem,
+    prompt: MenuItem,
+    recent: MenuItem,
     logs: MenuItem,
     start_at_login: CheckMenuItem,
     about: MenuItem,
     quit: MenuItem,
     managed_shown: bool,
-    enroll_shown: bool,
+    prompt_shown: bool,
 }
 
 impl TrayMenu {
@@ -58,8 +71,19 @@ impl TrayMenu {
     pub fn new(first: &View) -> tray_icon::menu::Result<TrayMenu> {
         let status = MenuItem::with_id("status", &first.status, false, None);
         let managed = MenuItem::with_id("managed", "", false, None);
-        let pause = MenuItem::with_id("pause", first.pause.label(), first.pause_enabled, None);
-        let enroll = MenuItem::with_id("enroll", view::ENROLL, true, None);
+        let pause = Submenu::with_id_and_items(
+            "pause",
+            view::PAUSE,
+            first.pause_enabled,
+            &[
+                &MenuItem::with_id("pause-hour", view::PAUSE_HOUR, true, None),
+                &MenuItem::with_id("pause-tomorrow", view::PAUSE_TOMORROW, true, None),
+                &MenuItem::with_id("pause-until-resumed", view::PAUSE_UNTIL_RESUMED, true, None),
+            ],
+        )?;
+        let resume = MenuItem::with_id("resume", view::RESUME, first.resume_enabled, None);
+        let prompt = MenuItem::with_id("prompt", view::ENROLL, true, None);
+        let recent = MenuItem::with_id("recent", view::RECENT, first.recent_enabled, None);
         let logs = MenuItem::with_id("logs", view::OPEN_LOGS, true, None);
         let start_at_login = CheckMenuItem::with_id(
             "start-at-login",
@@ -70,11 +94,13 @@ impl TrayMenu {
         );
         let about = MenuItem::with_id("about", view::ABOUT, true, None);
         let quit = MenuItem::with_id("quit", view::QUIT, true, None);
-        let items: [&dyn IsMenuItem; 10] = [
+        let items: [&dyn IsMenuItem; 12] = [
             &status,
             &PredefinedMenuItem::separator(),
             &pause,
+            &resume,
             &PredefinedMenuItem::separator(),
+            &recent,
             &logs,
             &start_at_login,
             &PredefinedMenuItem::separator(),
@@ -88,13 +114,15 @@ impl TrayMenu {
             status,
             managed,
             pause,
-            enroll,
+            resume,
+            prompt,
+            recent,
             logs,
             start_at_login,
             about,
             quit,
             managed_shown: false,
-            enroll_shown: false,
+            prompt_shown: false,
         };
         m.apply(first);
         Ok(m)
@@ -114,20 +142,26 @@ impl TrayMenu {
             v.managed.is_some(),
             &mut self.managed_shown,
         );
-        set_text(&self.pause, v.pause.label());
-        self.pause.set_enabled(v.pause_enabled);
-        if managed_shown != self.managed_shown {
-            // The enroll item's position moved with the managed line: re-seat it.
-            show(&self.menu, &self.enroll, 0, false, &mut self.enroll_shown);
+        if self.pause.is_enabled() != v.pause_enabled {
+            self.pause.set_enabled(v.pause_enabled);
         }
-        let enroll_at = ENROLL_POSITION + usize::from(self.managed_shown);
+        self.resume.set_enabled(v.resume_enabled);
+        if managed_shown != self.managed_shown {
+            // The prompt's position moved with the managed line: re-seat it.
+            show(&self.menu, &self.prompt, 0, false, &mut self.prompt_shown);
+        }
+        if let Some(text) = v.prompt {
+            set_text(&self.prompt, text);
+        }
+        let prompt_at = PROMPT_POSITION + usize::from(self.managed_shown);
         show(
             &self.menu,
-            &self.enroll,
-            enroll_at,
-            v.enroll,
-            &mut self.enroll_shown,
+            &self.prompt,
+            prompt_at,
+            v.prompt.is_some(),
+            &mut self.prompt_shown,
         );
+        self.recent.set_enabled(v.recent_enabled);
         self.logs.set_enabled(v.open_logs_enabled);
         self.start_at_login.set_enabled(v.start_at_login_enabled);
         if self.start_at_login.is_checked() != v.start_at_login_checked {

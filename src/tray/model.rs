@@ -28,10 +28,9 @@ pub enum Phase {
     /// The admin's managed enrollment code was refused or already used: the
     /// user can still enroll with a code of their own.
     ManagedCodeFailed,
-    /// Pause clicked; in-flight resolutions are finishing.
-    Pausing,
-    /// Paused by the user: no polling.
-    Paused,
+    /// Enrolled, but nobody has agreed yet that the agent may use this
+    /// computer's connection: it takes no task until the user allows it.
+    ConsentNeeded,
     /// Something the user or admin must fix (keychain locked, bad config).
     Problem { summary: String },
     /// Quit clicked; in-flight resolutions are finishing.
@@ -54,6 +53,15 @@ pub struct Snapshot {
     pub links_today: u64,
     /// Settings the admin manages (as `config.toml` names them); empty when none.
     pub managed: Vec<&'static str>,
+    /// The organisation's name from the managed configuration.
+    pub organization: Option<String>,
+    /// Why the agent takes no task, in words ("by you until 15:00",
+    /// "metered network"); empty while it works.
+    pub paused: Vec<String>,
+    /// The user's own pause is among the reasons (Resume is offered).
+    pub user_paused: bool,
+    /// How many days "Recent activity" keeps.
+    pub retention_days: u32,
 }
 
 impl Default for Snapshot {
@@ -66,6 +74,10 @@ impl Default for Snapshot {
             in_flight: 0,
             links_today: 0,
             managed: Vec::new(),
+            organization: None,
+            paused: Vec::new(),
+            user_paused: false,
+            retention_days: 30,
         }
     }
 }

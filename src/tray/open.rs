@@ -1,4 +1,5 @@
-//! "Open logs folder": hand a directory to the desktop's file manager.
+//! "Open logs folder" and "Recent activity…": hand a directory to the
+//! desktop's file manager, or a page to the browser.
 //!
 //! Each platform has one blessed opener (`xdg-open`, `open`, `explorer`);
 //! calling it directly is a few lines and adds no dependency. The child is
@@ -15,11 +16,11 @@ const OPENER: &str = "open";
 #[cfg(not(any(target_os = "windows", target_os = "macos")))]
 const OPENER: &str = "xdg-open";
 
-/// Opens `dir` in the file manager, creating it first if needed.
-pub fn folder(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+/// Opens `path` with the desktop's handler (a folder in the file manager,
+/// an `.html` file in the browser).
+pub fn path(path: &Path) -> io::Result<()> {
     let mut child = Command::new(OPENER)
-        .arg(dir)
+        .arg(path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -9,8 +9,13 @@ use super::model::{Phase, TrayState};
 
 /// Menu labels (also what the GUI smoke test looks for).
 pub const PAUSE: &str = "Pause";
+pub const PAUSE_HOUR: &str = "For 1 hour";
+pub const PAUSE_TOMORROW: &str = "Until tomorrow";
+pub const PAUSE_UNTIL_RESUMED: &str = "Until I resume";
 pub const RESUME: &str = "Resume";
 pub const ENROLL: &str = "Enroll this computer…";
+pub const ALLOW: &str = "Allow Link Peeler to start…";
+pub const RECENT: &str = "Recent activity…";
 pub const OPEN_LOGS: &str = "Open logs folder";
 pub const START_AT_LOGIN: &str = "Start at login";
 pub const ABOUT: &str = "About Link Peeler";
@@ -29,22 +34,6 @@ pub enum IconKind {
     Attention,
 }
 
-/// What the Pause/Resume item does when clicked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PauseAction {
-    Pause,
-    Resume,
-}
-
-impl PauseAction {
-    pub fn label(self) -> &'static str {
-        match self {
-            PauseAction::Pause => PAUSE,
-            PauseAction::Resume => RESUME,
-        }
-    }
-}
-
 /// Everything the tray shows for one state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
@@ -53,12 +42,15 @@ pub struct View {
     pub status: String,
     /// Mirrors the status line.
     pub tooltip: String,
-    /// A second disabled line, "Managed by your organization: …", when an admin manages settings.
+    /// A second disabled line, "Managed by <organization>: …", when an admin manages settings.
     pub managed: Option<String>,
-    pub pause: PauseAction,
+    /// The "Pause" submenu (1 hour, until tomorrow, until I resume).
     pub pause_enabled: bool,
-    /// Whether "Enroll this computer…" is in the menu.
-    pub enroll: bool,
+    /// "Resume": the user's own pause holds.
+    pub resume_enabled: bool,
+    /// What the agent needs from the user, as a menu item: [`ENROLL`] or [`ALLOW`].
+    pub prompt: Option<&'static str>,
+    pub recent_enabled: bool,
     pub start_at_login_checked: bool,
     pub start_at_login_enabled: bool,
     pub open_logs_enabled: bool,
@@ -77,6 +69,17 @@ pub fn view(state: &TrayState, now: SystemTime) -> View {
             "Not enrolled — enroll this computer to start".to_owned(),
         ),
         Phase::Enrolling => (IconKind::Working, format!("Enrolling with {relay}…")),
+        Phase::Connecting | Phase::Online | Phase::Retrying { .. } if !a.paused.is_empty() => (
+            IconKind::Paused,
+            match a.in_flight {
+                0 => format!("Paused — {} · {today} today", a.paused.join(", ")),
+                n => format!(
+                    "Paused — {} · finishing {}",
+                    a.paused.join(", "),
+                    links(n as u64)
+                ),
+            },
+        ),
         Phase::Connecting => (IconKind::Idle, format!("Connecting to {relay}…")),
         Phase::Online if a.in_flight > 0 => (
             IconKind::Working,
@@ -101,31 +104,33 @@ pub fn view(state: &TrayState, now: SystemTime) -> View {
             IconKind::Attention,
             "Not enrolled — the code from your admin did not work".to_owned(),
         ),
-        Phase::Pausing => (IconKind::Paused, finishing("Pausing", a.in_flight)),
-        Phase::Paused => (IconKind::Paused, format!("Paused · {today} today")),
+        Phase::ConsentNeeded => (
+            IconKind::Attention,
+            "Waiting for your permission to start".to_owned(),
+        ),
         Phase::Problem { summary } => (IconKind::Attention, format!("Needs attention: {summary}")),
         Phase::Quitting => (IconKind::Paused, finishing("Quitting", a.in_flight)),
     };
-    let pause = match a.phase {
-        Phase::Paused | Phase::Pausing => PauseAction::Resume,
-        _ => PauseAction::Pause,
-    };
-    let pause_enabled = matches!(
+    // The user's pause acts on the running agent: no runner, nothing to pause.
+    let running = matches!(
         a.phase,
-        Phase::Connecting | Phase::Online | Phase::Retrying { .. } | Phase::Paused | Phase::Pausing
+        Phase::Connecting | Phase::Online | Phase::Retrying { .. }
     );
     let quitting = a.phase == Phase::Quitting;
+    let prompt = match a.phase {
+        Phase::NotEnrolled | Phase::SignInRequired | Phase::ManagedCodeFailed => Some(ENROLL),
+        Phase::ConsentNeeded => Some(ALLOW),
+        _ => None,
+    };
     View {
         icon,
         tooltip: tooltip(&status),
         status,
-        managed: managed_line(&a.managed),
-        pause,
-        pause_enabled,
-        enroll: matches!(
-            a.phase,
-            Phase::NotEnrolled | Phase::SignInRequired | Phase::ManagedCodeFailed
-        ),
+        managed: managed_line(&a.managed, a.organization.as_deref()),
+        pause_enabled: running && !a.user_paused,
+        resume_enabled: running && a.user_paused,
+        prompt,
+        recent_enabled: !quitting,
         start_at_login_checked: state.start_at_login == Some(true),
         start_at_login_enabled: state.start_at_login.is_some()
             && !state.start_at_login_locked
@@ -165,14 +170,16 @@ fn tooltip(status: &str) -> String {
     cut
 }
 
-/// "Managed by your organization: relay, enrollment code" — in words a user knows.
-fn managed_line(keys: &[&str]) -> Option<String> {
+/// "Managed by Acme: relay, enrollment code" — in words a user knows
+/// ("your organization" when the admin set no name).
+fn managed_line(keys: &[&str], organization: Option<&str>) -> Option<String> {
     if keys.is_empty() {
         return None;
     }
     let names: Vec<String> = keys.iter().map(|k| k.replace('_', " ")).collect();
     Some(format!(
-        "Managed by your organization: {}",
+        "Managed by {}: {}",
+        organization.unwrap_or("your organization"),
         names.join(", ")
     ))
 }
@@ -232,8 +239,8 @@ mod tests {
         let v = show(Phase::Starting);
         assert_eq!(v.icon, IconKind::Idle);
         assert_eq!(v.status, "Starting…");
-        assert_eq!((v.pause, v.pause_enabled), (PauseAction::Pause, false));
-        assert!(!v.enroll);
+        assert!(!v.pause_enabled && !v.resume_enabled);
+        assert_eq!(v.prompt, None);
         assert!(v.quit_enabled);
     }
 
@@ -242,7 +249,7 @@ mod tests {
         let v = show(Phase::NotEnrolled);
         assert_eq!(v.icon, IconKind::Attention);
         assert_eq!(v.status, "Not enrolled — enroll this computer to start");
-        assert!(v.enroll);
+        assert_eq!(v.prompt, Some(ENROLL));
         assert!(!v.pause_enabled);
     }
 
@@ -251,7 +258,7 @@ mod tests {
         let v = show(Phase::Enrolling);
         assert_eq!(v.icon, IconKind::Working);
         assert_eq!(v.status, "Enrolling with relay.example.com…");
-        assert!(!v.enroll && !v.pause_enabled);
+        assert!(v.prompt.is_none() && !v.pause_enabled);
     }
 
     #[test]
@@ -259,7 +266,7 @@ mod tests {
         let v = show(Phase::Connecting);
         assert_eq!(v.icon, IconKind::Idle);
         assert_eq!(v.status, "Connecting to relay.example.com…");
-        assert_eq!((v.pause, v.pause_enabled), (PauseAction::Pause, true));
+        assert!(v.pause_enabled && !v.resume_enabled);
     }
 
     #[test]
@@ -271,8 +278,8 @@ mod tests {
             v.tooltip,
             "Link Peeler — Connected to relay.example.com · 128 links today"
         );
-        assert_eq!((v.pause, v.pause_enabled), (PauseAction::Pause, true));
-        assert!(!v.enroll);
+        assert!(v.pause_enabled && !v.resume_enabled);
+        assert_eq!(v.prompt, None);
     }
 
     #[test]
@@ -295,7 +302,7 @@ mod tests {
         assert_eq!(v.icon, IconKind::Offline);
         assert_eq!(v.status, "Offline — retrying in 20 s");
         assert_eq!(v.tooltip, "Link Peeler — Offline — retrying in 20 s");
-        assert_eq!((v.pause, v.pause_enabled), (PauseAction::Pause, true));
+        assert!(v.pause_enabled && !v.resume_enabled);
         let due = show(Phase::Retrying { retry_at: now() });
         assert_eq!(due.status, "Offline — retrying now");
         let past = show(Phase::Retrying {
@@ -309,7 +316,7 @@ mod tests {
         let v = show(Phase::SignInRequired);
         assert_eq!(v.icon, IconKind::Attention);
         assert_eq!(v.status, "Sign-in required — enroll this computer again");
-        assert!(v.enroll);
+        assert_eq!(v.prompt, Some(ENROLL));
         assert!(!v.pause_enabled);
     }
 
@@ -321,29 +328,41 @@ mod tests {
             v.status,
             "Not enrolled — the code from your admin did not work"
         );
-        assert!(v.enroll);
+        assert_eq!(v.prompt, Some(ENROLL));
         assert!(!v.pause_enabled);
     }
 
     #[test]
-    fn pausing_offers_resume_and_says_what_is_finishing() {
-        let mut s = at(Phase::Pausing);
-        s.agent.in_flight = 3;
+    fn paused_names_every_reason_and_offers_resume_only_for_the_users_own() {
+        let mut s = at(Phase::Online);
+        s.agent.paused = vec!["by you until 15:00".into()];
+        s.agent.user_paused = true;
         let v = view(&s, now());
         assert_eq!(v.icon, IconKind::Paused);
-        assert_eq!(v.status, "Pausing — finishing 3 links…");
-        assert_eq!((v.pause, v.pause_enabled), (PauseAction::Resume, true));
-        s.agent.in_flight = 0;
-        assert_eq!(view(&s, now()).status, "Pausing…");
+        assert_eq!(v.status, "Paused — by you until 15:00 · 128 links today");
+        assert!(v.resume_enabled && !v.pause_enabled);
+        // Automatic pauses: the user can still add their own.
+        s.agent.paused = vec!["metered network".into(), "on battery".into()];
+        s.agent.user_paused = false;
+        s.agent.in_flight = 2;
+        let v = view(&s, now());
+        assert_eq!(
+            v.status,
+            "Paused — metered network, on battery · finishing 2 links"
+        );
+        assert!(v.pause_enabled && !v.resume_enabled);
+        // Paused while the relay is unreachable still says paused.
+        s.agent.phase = Phase::Retrying { retry_at: now() };
+        assert_eq!(view(&s, now()).icon, IconKind::Paused);
     }
 
     #[test]
-    fn paused() {
-        let v = show(Phase::Paused);
-        assert_eq!(v.icon, IconKind::Paused);
-        assert_eq!(v.status, "Paused · 128 links today");
-        assert_eq!((v.pause, v.pause_enabled), (PauseAction::Resume, true));
-        assert_eq!(PauseAction::Resume.label(), "Resume");
+    fn consent_needed_asks_before_any_work() {
+        let v = show(Phase::ConsentNeeded);
+        assert_eq!(v.icon, IconKind::Attention);
+        assert_eq!(v.status, "Waiting for your permission to start");
+        assert_eq!(v.prompt, Some(ALLOW));
+        assert!(!v.pause_enabled && !v.resume_enabled && v.recent_enabled);
     }
 
     #[test]
@@ -353,7 +372,7 @@ mod tests {
         });
         assert_eq!(v.icon, IconKind::Attention);
         assert_eq!(v.status, "Needs attention: the keychain is locked");
-        assert!(!v.enroll && !v.pause_enabled);
+        assert!(v.prompt.is_none() && !v.pause_enabled);
     }
 
     #[test]
@@ -364,7 +383,7 @@ mod tests {
         assert_eq!(v.icon, IconKind::Paused);
         assert_eq!(v.status, "Quitting — finishing 1 link…");
         assert!(!v.pause_enabled && !v.quit_enabled && !v.open_logs_enabled);
-        assert!(!v.start_at_login_enabled && !v.enroll);
+        assert!(!v.start_at_login_enabled && v.prompt.is_none() && !v.recent_enabled);
     }
 
     #[test]
@@ -378,8 +397,7 @@ mod tests {
             Phase::Retrying { retry_at: now() },
             Phase::SignInRequired,
             Phase::ManagedCodeFailed,
-            Phase::Pausing,
-            Phase::Paused,
+            Phase::ConsentNeeded,
             Phase::Problem {
                 summary: "x".repeat(300),
             },
@@ -393,7 +411,7 @@ mod tests {
                 assert_ne!(v.status, w.status);
             }
         }
-        assert!(views[10].tooltip.ends_with('…'));
+        assert!(views[9].tooltip.ends_with('…'));
     }
 
     #[test]
@@ -422,12 +440,17 @@ mod tests {
             v.managed.as_deref(),
             Some("Managed by your organization: relay, enrollment code")
         );
+        s.agent.organization = Some("Acme".into());
+        assert_eq!(
+            view(&s, now()).managed.as_deref(),
+            Some("Managed by Acme: relay, enrollment code")
+        );
         // The status line and the tooltip stay about the agent's state.
         assert_eq!(v.status, "Connected to relay.example.com · 128 links today");
         s.agent.managed = vec!["capacity"];
         assert_eq!(
             view(&s, now()).managed.as_deref(),
-            Some("Managed by your organization: capacity")
+            Some("Managed by Acme: capacity")
         );
     }
 

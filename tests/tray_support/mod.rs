@@ -395,7 +395,8 @@ impl TrayItem {
         unwrap_variant(&v).try_to_owned().ok()
     }
 
-    /// `GetLayout(0, -1, [])`: the visible top-level entries, in order.
+    /// `GetLayout(0, -1, [])`: the visible entries in menu order, each
+    /// submenu's entries right after it.
     pub async fn menu(&self) -> Vec<MenuEntry> {
         let reply = self
             .bus
@@ -418,11 +419,9 @@ impl TrayItem {
         let Some(Value::Array(children)) = root.fields().get(2) else {
             return Vec::new();
         };
-        children
-            .iter()
-            .filter_map(|c| entry(unwrap_variant(c)))
-            .filter(|e| e.visible)
-            .collect()
+        let mut out = Vec::new();
+        flatten(children, &mut out);
+        out
     }
 
     /// The first line of the menu (the disabled status item).
@@ -463,6 +462,22 @@ impl TrayItem {
             )
             .await
             .unwrap_or_else(|err| panic!("click {label:?}: {err}"));
+    }
+}
+
+/// Visible entries of `children` and, after each, its own visible children.
+fn flatten(children: &zbus::zvariant::Array<'_>, out: &mut Vec<MenuEntry>) {
+    for c in children.iter() {
+        let v = unwrap_variant(c);
+        let Some(e) = entry(v).filter(|e| e.visible) else {
+            continue;
+        };
+        out.push(e);
+        if let Value::Structure(s) = v
+            && let Some(Value::Array(sub)) = s.fields().get(2)
+        {
+            flatten(sub, out);
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use super::client::RelayClient;
 use super::config::{self, ConfigError, FileConfig, Overrides, Settings};
 use super::control::{Controller, sensors};
 use super::credentials::DeviceCredentials;
+use super::history::History;
 use super::managed::{self, Managed};
 use super::outbox::Outbox;
 use super::resolve;
@@ -118,6 +119,7 @@ pub fn build(
     }
     // Metered network and battery: D-Bus on Linux, "unknown" elsewhere for now.
     let control = Controller::open(settings.policy.clone(), sensors::spawn(), data_dir);
+    let history = History::new(data_dir, settings.policy.activity_retention_days.value);
     Ok(Runner::new(
         Arc::new(client),
         resolver,
@@ -125,7 +127,8 @@ pub fn build(
         RunnerConfig::from_settings(settings),
         stop,
     )
-    .with_control(control))
+    .with_control(control)
+    .with_history(Arc::new(history)))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! - [`outbox`]: results fsync'd to disk before posting, removed once accepted;
 //! - [`runner`]: the poll/resolve/post loop with capacity and a clean drain on stop;
 //! - [`activity`]: the runner's live state (connection, in flight) for a user interface;
+//! - [`history`]: "Recent activity": finished tasks and pauses in a private file, pruned by retention;
 //! - [`state`]: the agent's own state file (paused, today's count), kept across restarts;
 //! - [`shutdown`]: first signal drains, second exits;
 //! - [`lock`]: one agent per user;
@@ -38,6 +39,7 @@ pub mod credentials;
 pub mod doctor;
 pub mod enrollment;
 pub mod files;
+pub mod history;
 pub mod lock;
 pub mod logging;
 pub mod managed;

@@ -115,6 +115,8 @@ fn make_agent_files_private(data_dir: &Path) -> Vec<String> {
         crate::state::STATE_FILE,
         crate::managed::ATTEMPTS_FILE,
         crate::control::controller::CONTROL_FILE,
+        crate::history::HISTORY_FILE,
+        crate::history::PAGE_FILE,
     ];
     for name in files {
         let path = data_dir.join(name);

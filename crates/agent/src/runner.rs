@@ -35,6 +35,7 @@ use super::backoff::Backoff;
 use super::client::{RelayClient, RelayErrorExt};
 use super::control::controller::{Controller, Task as ControlTask};
 use super::control::{Decision, Reason, quota::Exhausted};
+use super::history::{self, Entry, History, StateEntry, TaskEntry};
 use super::outbox::{Outbox, Pending, now_ms};
 use super::policy::{Op, Verdict};
 use super::resolve::LinkResolver;
@@ -135,6 +136,8 @@ pub struct Runner<R> {
     stop: CancellationToken,
     /// The user's policy: pauses, quotas, destination rules (none: no limits).
     control: Option<Arc<Controller>>,
+    /// "Recent activity": finished tasks and pauses (none: not recorded).
+    history: Option<Arc<History>>,
 }
 
 impl<R: LinkResolver> Runner<R> {
@@ -157,6 +160,7 @@ impl<R: LinkResolver> Runner<R> {
             cfg,
             stop,
             control: None,
+            history: None,
         }
     }
 
@@ -165,6 +169,12 @@ impl<R: LinkResolver> Runner<R> {
     /// destination rules and metered.
     pub fn with_control(mut self, control: Arc<Controller>) -> Self {
         self.control = Some(control);
+        self
+    }
+
+    /// Records each finished task and each pause in `history`.
+    pub fn with_history(mut self, history: Arc<History>) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -261,6 +271,7 @@ impl<R: LinkResolver> Runner<R> {
             if news {
                 tracing::info!(reasons = ?reasons, "paused: not taking tasks");
                 st.paused = Some(reasons.clone());
+                self.record_state(decision.describe(&c.now())).await;
             }
             // Tell the relay why no work is taken: when the reasons change
             // and about once a minute (protocol.md §4.2), not on every
@@ -289,6 +300,7 @@ impl<R: LinkResolver> Runner<R> {
         }
         if st.paused.take().is_some() {
             tracing::info!("active again: taking tasks");
+            self.record_state(vec![]).await;
         }
         st.reported_at = None; // active: every poll carries the report
         let room = c.room(free);
@@ -298,6 +310,26 @@ impl<R: LinkResolver> Runner<R> {
             return None;
         }
         Some(room)
+    }
+
+    /// Notes a change between working (`reasons` empty) and paused in the history.
+    async fn record_state(&self, reasons: Vec<String>) {
+        let Some(h) = self.history.clone() else {
+            return;
+        };
+        let entry = Entry::State(StateEntry {
+            at_ms: history::now_ms(),
+            state: if reasons.is_empty() {
+                "active"
+            } else {
+                "paused"
+            }
+            .to_owned(),
+            reasons,
+        });
+        if let Err(e) = tokio::task::spawn_blocking(move || h.append(&entry)).await {
+            tracing::warn!(error = %e, "activity log writer failed");
+        }
     }
 
     /// Step 2: no free capacity, so waits for a worker to finish (or a stop).
@@ -322,6 +354,8 @@ impl<R: LinkResolver> Runner<R> {
             ) => r,
             // Dropping a held poll is safe: the relay releases leases of an abandoned poll.
             _ = self.stop.cancelled() => return Next::Stop,
+            // Paused meanwhile (the user, a sensor): take nothing this poll would bring.
+            _ = paused(self.control.as_ref()) => return Next::Restart,
         };
         Counters::bump(&s.counters.polls);
         match polled {
@@ -393,9 +427,10 @@ impl<R: LinkResolver> Runner<R> {
         tracing::debug!(task = %task.task_id, attempt = task.attempt, "task leased");
         let shared = self.shared.clone();
         let watch = self.control.as_ref().map(|c| c.reserve());
+        let history = self.history.clone();
         workers.spawn(async move {
             let id = task.task_id.clone();
-            let outcome = work(&shared, task, watch).await;
+            let outcome = work(&shared, task, watch, history).await;
             shared
                 .activity
                 .task_finished(matches!(outcome, Outcome::Delivered));
@@ -575,19 +610,21 @@ fn refused(url: &str, why: String) -> ResolutionResult {
     }
 }
 
-/// Resolves under the task's reservation and rules (`None`: no controller).
+/// Resolves under the task's reservation and rules (`None`: no controller);
+/// returns the result and the bytes the task downloaded (0 when unmetered).
 /// The input URL's host is checked here, before the resolver is called, so
 /// a refused task makes no request whatever the resolver does.
 async fn resolve_task<R: LinkResolver>(
     s: &Shared<R>,
     task: &Task,
     watch: Option<Result<ControlTask, Exhausted>>,
-) -> ResolutionResult {
+) -> (ResolutionResult, u64) {
     let url = &task.tracking_url;
     let watch = match watch {
-        None => return s.resolver.resolve(url, &task.options).await,
+        None => return (s.resolver.resolve(url, &task.options).await, 0),
         Some(Err(Exhausted(q))) => {
-            return refused(url, format!("this computer's {} quota is reached", q.key()));
+            let why = format!("this computer's {} quota is reached", q.key());
+            return (refused(url, why), 0);
         }
         Some(Ok(w)) => Arc::new(w),
     };
@@ -603,22 +640,54 @@ async fn resolve_task<R: LinkResolver>(
                 .await
         }
     };
-    let counted = watch.bytes() > 0 || result.hops.iter().any(|h| h.status.is_some());
+    let bytes = watch.bytes();
+    let counted = bytes > 0 || result.hops.iter().any(|h| h.status.is_some());
     // Settling writes the counts to disk (fsync): not on an async worker thread.
     let settle = watch.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || settle.finish(counted)).await {
         tracing::error!(error = %e, "cannot settle the task's quota reservation");
     }
-    result
+    (result, bytes)
 }
 
-/// One lease: resolve, park durably, post, unpark.
+/// Waits until `control` says paused (for ever without one).
+async fn paused(control: Option<&Arc<Controller>>) {
+    match control {
+        Some(c) => {
+            let mut rx = c.watch();
+            if rx.wait_for(|s| !s.decision.is_active()).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The history line of a finished task.
+fn task_entry(task: &Task, result: &ResolutionResult, bytes: u64) -> Entry {
+    Entry::Task(TaskEntry {
+        at_ms: history::now_ms(),
+        task_id: task.task_id.clone(),
+        requester: task.api_key_name.clone(),
+        source: task.source.clone(),
+        input_domain: history::domain(&result.input_url),
+        final_domain: history::domain(&result.final_url),
+        hops: result.hops.len(),
+        bytes,
+        conclusion: result.conclusion.to_string(),
+        elapsed_ms: result.elapsed_ms,
+    })
+}
+
+/// One lease: resolve, park durably (and note it in the history), post, unpark.
 async fn work<R: LinkResolver>(
     s: &Shared<R>,
     task: Task,
     watch: Option<Result<ControlTask, Exhausted>>,
+    history: Option<Arc<History>>,
 ) -> Outcome {
-    let result = resolve_task(s, &task, watch).await;
+    let (result, bytes) = resolve_task(s, &task, watch).await;
+    let entry = history.map(|h| (h, task_entry(&task, &result, bytes)));
     tracing::info!(
         task = %task.task_id,
         conclusion = %result.conclusion,
@@ -634,7 +703,13 @@ async fn work<R: LinkResolver>(
     };
     let outbox = s.outbox.clone();
     let copy = pending.clone();
-    match tokio::task::spawn_blocking(move || outbox.save(&copy)).await {
+    let save = move || {
+        if let Some((h, e)) = entry {
+            h.append(&e);
+        }
+        outbox.save(&copy)
+    };
+    match tokio::task::spawn_blocking(save).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::error!(task = %pending.task_id, error = %e, "cannot write the result to the outbox; posting without a durable copy")

@@ -27,6 +27,19 @@ pub struct AgentState {
     pub paused: bool,
     /// Links resolved and delivered on `day`.
     pub links: DailyCount,
+    /// When the use of this computer's connection was agreed, and by whom
+    /// (the tray asks on first start; `None`: not yet).
+    pub consent: Option<Consent>,
+}
+
+/// The agreement the tray asks for before the agent takes any task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Consent {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// `user`, or `organization` (managed `consent_given`).
+    pub by: String,
 }
 
 /// A counter that starts again at zero on a new day.

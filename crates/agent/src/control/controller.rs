@@ -35,17 +35,26 @@ pub const CONTROL_FILE: &str = "control.json";
 #[serde(rename_all = "camelCase", default)]
 pub struct Saved {
     pub quota: Counts,
-    /// `None`: not paused by the user; `Some(None)`: until resumed;
-    /// `Some(Some(t))`: until `t` (unix milliseconds).
-    pub user_pause: Option<Option<i64>>,
+    /// The user's pause; `None`: not paused by the user.
+    pub user_pause: Option<SavedPause>,
+}
+
+/// The user's pause as saved: `"untilResumed"` or `{"until": <unix ms>}`.
+/// (Not `Option<Option<i64>>`: JSON writes `Some(None)` as `null`, which
+/// reads back as `None` — "until I resume" would not survive a restart.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SavedPause {
+    UntilResumed,
+    Until(i64),
 }
 
 impl Saved {
     fn user(&self) -> UserPause {
         match self.user_pause {
             None => UserPause::None,
-            Some(None) => UserPause::UntilResumed,
-            Some(Some(ms)) => match Timestamp::from_millisecond(ms) {
+            Some(SavedPause::UntilResumed) => UserPause::UntilResumed,
+            Some(SavedPause::Until(ms)) => match Timestamp::from_millisecond(ms) {
                 Ok(t) => UserPause::Until(t),
                 Err(_) => UserPause::UntilResumed,
             },
@@ -55,8 +64,8 @@ impl Saved {
     fn set_user(&mut self, u: UserPause) {
         self.user_pause = match u {
             UserPause::None => None,
-            UserPause::UntilResumed => Some(None),
-            UserPause::Until(t) => Some(Some(t.as_millisecond())),
+            UserPause::UntilResumed => Some(SavedPause::UntilResumed),
+            UserPause::Until(t) => Some(SavedPause::Until(t.as_millisecond())),
         };
     }
 }
@@ -183,6 +192,11 @@ impl Controller {
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Now, by this controller's clock (local time).
+    pub fn now(&self) -> Zoned {
+        self.clock.now()
     }
 
     /// The policy in force, each value with its source.
@@ -490,7 +504,15 @@ mod tests {
             c.decide_now(),
             Decision::Paused(vec![Reason::User { until: None }])
         );
+        // "Until I resume" survives a restart, however much later.
+        let restarted = controller(Policy::default(), dir.path(), "2027-01-01T00:00:00Z");
+        assert_eq!(
+            restarted.decide_now(),
+            Decision::Paused(vec![Reason::User { until: None }])
+        );
         c.resume();
+        let restarted = controller(Policy::default(), dir.path(), "2026-06-01T10:00:00Z");
+        assert!(restarted.decide_now().is_active());
         assert!(c.decide_now().is_active());
         #[cfg(unix)]
         {

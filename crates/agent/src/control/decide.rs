@@ -137,6 +137,46 @@ impl Reason {
             Reason::QuotaReached { .. } => "quotaReached",
         }
     }
+
+    /// The reason in a few plain words after "Paused —", times in `now`'s
+    /// zone: "by you until 15:00", "metered network", "hourly link
+    /// quota reached until 16:00". A time on another day names the day.
+    pub fn describe(&self, now: &Zoned) -> String {
+        let until = |t: &Option<Timestamp>| match t {
+            Some(t) => format!(" until {}", when(*t, now)),
+            None => String::new(),
+        };
+        match self {
+            Reason::User { until: None } => "by you until you resume".to_owned(),
+            Reason::User { until: u } => format!("by you{}", until(u)),
+            Reason::MeteredNetwork => "metered network".to_owned(),
+            Reason::OnBattery => "on battery".to_owned(),
+            Reason::OutsideAllowedHours { until: u } => {
+                format!("outside allowed hours{}", until(u))
+            }
+            Reason::QuotaReached { quota, until: u } => {
+                let what = match quota {
+                    Quota::LinksPerHour => "hourly link",
+                    Quota::LinksPerDay => "daily link",
+                    Quota::BytesPerDay => "daily download",
+                    Quota::BytesPerMonth => "monthly download",
+                };
+                format!("{what} quota reached{}", until(&Some(*u)))
+            }
+        }
+    }
+}
+
+/// `15:00` today, `tomorrow 00:00`, or `Mon 3 Aug 08:00`, in `now`'s zone.
+fn when(t: Timestamp, now: &Zoned) -> String {
+    let z = t.to_zoned(now.time_zone().clone());
+    if z.date() == now.date() {
+        z.strftime("%H:%M").to_string()
+    } else if now.date().tomorrow().is_ok_and(|d| d == z.date()) {
+        z.strftime("tomorrow %H:%M").to_string()
+    } else {
+        z.strftime("%a %-d %b %H:%M").to_string()
+    }
 }
 
 /// The verdict.
@@ -148,6 +188,14 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every reason in words ([`Reason::describe`]); empty when active.
+    pub fn describe(&self, now: &Zoned) -> Vec<String> {
+        match self {
+            Decision::Active => vec![],
+            Decision::Paused(rs) => rs.iter().map(|r| r.describe(now)).collect(),
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         matches!(self, Decision::Active)
     }
@@ -472,5 +520,37 @@ mod tests {
         assert_eq!(first.hour, ts("2026-10-25T00:00:00Z"));
         assert_eq!(second.hour, ts("2026-10-25T01:00:00Z"));
         assert_eq!(first.next_hour, second.hour);
+    }
+
+    #[test]
+    fn reasons_in_words_name_the_time_and_the_day() {
+        let now = at("2026-06-01T10:00:00Z"); // 12:00 in Berlin, a Monday
+        let d = Decision::Paused(vec![
+            Reason::User {
+                until: Some(ts("2026-06-01T11:00:00Z")),
+            },
+            Reason::MeteredNetwork,
+            Reason::OnBattery,
+            Reason::OutsideAllowedHours {
+                until: Some(ts("2026-06-01T22:00:00Z")),
+            },
+            Reason::QuotaReached {
+                quota: Quota::LinksPerHour,
+                until: ts("2026-06-03T06:00:00Z"),
+            },
+            Reason::User { until: None },
+        ]);
+        assert_eq!(
+            d.describe(&now),
+            [
+                "by you until 13:00",
+                "metered network",
+                "on battery",
+                "outside allowed hours until tomorrow 00:00",
+                "hourly link quota reached until Wed 3 Jun 08:00",
+                "by you until you resume",
+            ]
+        );
+        assert!(Decision::Active.describe(&now).is_empty());
     }
 }

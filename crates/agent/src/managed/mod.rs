@@ -83,6 +83,10 @@ pub struct Managed {
     pub policy: Layer,
     /// Policy defaults the admin set (`default_…` keys): the user may change them.
     pub policy_defaults: Layer,
+    /// The organisation's name, shown as "Managed by <organization>".
+    pub organization: Option<String>,
+    /// The organisation gave consent for its users: the tray informs, not asks.
+    pub consent_given: bool,
 }
 
 impl Managed {
@@ -103,6 +107,7 @@ impl Managed {
         add(self.allow_networks.is_some(), "allow_networks");
         add(self.poll_wait_seconds.is_some(), "poll_wait_seconds");
         add(self.relay_ca.is_some(), "relay_ca_file");
+        add(self.consent_given, "consent_given");
         keys.extend(self.policy.keys());
         keys
     }

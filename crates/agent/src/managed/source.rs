@@ -42,6 +42,11 @@ pub struct ManagedFile {
     pub poll_wait_seconds: Option<u32>,
     /// An absolute path to a PEM file of CAs trusted for the relay.
     pub relay_ca_file: Option<String>,
+    /// The organisation's name, for "Managed by <organization>" in the tray.
+    pub organization: Option<String>,
+    /// The organisation agrees, for its users, to let the agent use this
+    /// computer's connection: the tray does not ask, it says so.
+    pub consent_given: Option<bool>,
     /// The policy keys, locked (`pause_on_metered`) and defaults
     /// (`default_pause_on_metered`), as read, before validation.
     #[serde(skip)]
@@ -97,6 +102,7 @@ impl ManagedFile {
                 link_peeler_wire::protocol::MAX_POLL_WAIT_SECONDS
             )));
         }
+        let organization = text("organization", self.organization)?;
         let user_agent = text("user_agent", self.user_agent)?;
         if let Some(ua) = &user_agent
             && !link_peeler_wire::protocol::is_valid_user_agent(ua)
@@ -142,8 +148,12 @@ impl ManagedFile {
             allow_networks,
             poll_wait_seconds: self.poll_wait_seconds,
             relay_ca,
+            organization,
+            consent_given: self.consent_given.unwrap_or(false),
         };
-        let managed = !m.keys().is_empty() || m.policy_defaults != Layer::default();
+        let managed = !m.keys().is_empty()
+            || m.policy_defaults != Layer::default()
+            || m.organization.is_some();
         let source = managed.then(|| source.to_owned());
         Ok(Managed { source, ..m })
     }
@@ -169,7 +179,7 @@ pub fn parse_toml(text: &str, source: &str) -> Result<Managed, ConfigError> {
 }
 
 /// The key names of the property-list and registry forms, and their TOML twins.
-const KEYED: [(&str, &str); 7] = [
+const KEYED: [(&str, &str); 9] = [
     ("RelayUrl", "relay"),
     ("EnrollmentCode", "enrollment_code"),
     ("Capacity", "capacity"),
@@ -177,6 +187,8 @@ const KEYED: [(&str, &str); 7] = [
     ("AllowNetworks", "allow_networks"),
     ("PollWaitSeconds", "poll_wait_seconds"),
     ("RelayCaFile", "relay_ca_file"),
+    ("Organization", "organization"),
+    ("ConsentGiven", "consent_given"),
 ];
 
 /// Builds [`Managed`] from keyed values (a property list's dictionary, a registry key's values).
@@ -224,6 +236,18 @@ pub fn from_keyed(values: &BTreeMap<String, Value>, source: &str) -> Result<Mana
             "enrollment_code" => file.enrollment_code = Some(string()?),
             "user_agent" => file.user_agent = Some(string()?),
             "relay_ca_file" => file.relay_ca_file = Some(string()?),
+            "organization" => file.organization = Some(string()?),
+            "consent_given" => {
+                file.consent_given = Some(match value {
+                    Value::Bool(b) => *b,
+                    // A registry DWORD.
+                    Value::Int(0) => false,
+                    Value::Int(1) => true,
+                    Value::Str(s) if s.trim().eq_ignore_ascii_case("true") => true,
+                    Value::Str(s) if s.trim().eq_ignore_ascii_case("false") => false,
+                    _ => return Err(wrong("true or false (or a DWORD 0 or 1)")),
+                })
+            }
             "capacity" => file.capacity = Some(number()?),
             "poll_wait_seconds" => file.poll_wait_seconds = Some(number()?),
             "allow_networks" => {
@@ -369,6 +393,9 @@ mod tests {
             ("allow_networks = [\"nope\"]", "allow_networks"),
             ("device_secret = \"s3cr3t\"", "unknown field"),
             ("enrollment_code = \"a\\u0007b\"", "enrollment_code"),
+            ("organization = \"Acme\\u0007\"", "organization"),
+            ("consent_given = \"yes\"", "expected a boolean"),
+            ("consent_given = 1", "expected a boolean"),
             ("[[[", "line 1"),
         ] {
             let e = parse_toml(bad, SRC).unwrap_err().to_string();
@@ -730,6 +757,46 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("Policies") && e.contains(needle), "{key}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn organization_and_consent_in_every_form() {
+        let m = parse_toml(
+            "organization = \" Acme Corp \"\nconsent_given = true\n",
+            SRC,
+        )
+        .unwrap();
+        assert_eq!(m.organization.as_deref(), Some("Acme Corp"));
+        assert!(m.consent_given && m.keys().contains(&"consent_given"));
+        assert!(m.source.is_some());
+        let m = parse_toml("organization = \"Acme\"\n", SRC).unwrap();
+        assert!(!m.consent_given && m.source.is_some());
+        let plist = b"<plist version=\"1.0\"><dict><key>Organization</key><string>Acme</string><key>ConsentGiven</key><true/></dict></plist>";
+        let m = parse_plist(plist, MACOS_PATH).unwrap();
+        assert_eq!(
+            (m.organization.as_deref(), m.consent_given),
+            (Some("Acme"), true)
+        );
+        let keyed = |v: Value| {
+            let mut map = BTreeMap::new();
+            map.insert("ConsentGiven".to_owned(), v);
+            from_keyed(&map, "HKLM")
+        };
+        assert!(keyed(Value::Int(1)).unwrap().consent_given);
+        assert!(!keyed(Value::Int(0)).unwrap().consent_given);
+        assert!(keyed(Value::Str("TRUE".into())).unwrap().consent_given);
+        for bad in [
+            Value::Int(2),
+            Value::Str("maybe".into()),
+            Value::List(vec![]),
+        ] {
+            let e = keyed(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("ConsentGiven must be true or false") && e.contains("HKLM"),
+                "{e}"
+            );
             assert!(!e.contains('\n'), "{e}");
         }
     }
