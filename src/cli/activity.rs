@@ -42,15 +42,15 @@ pub fn run(args: ActivityArgs) -> ExitCode {
 fn activity(args: &ActivityArgs) -> Result<(), String> {
     let loaded = assembly::load(args.settings.config.as_deref(), &args.settings.overrides())
         .map_err(|e| e.to_string())?;
-    let retention = loaded.settings.policy.activity_retention_days.value;
-    let days = args.days.unwrap_or(retention);
+    let policy = &loaded.settings.policy;
+    let days = args.days.unwrap_or(policy.activity_retention_days.value);
     let data_dir = config::data_dir().map_err(|e| e.to_string())?;
     let since = history::now_ms() - i64::from(days) * 86_400_000;
     let entries = history::read(&data_dir, since)
         .map_err(|e| format!("cannot read {}: {e}", history::path(&data_dir).display()))?;
     let (text, to) = match (&args.csv, &args.html) {
         (Some(f), _) => (history::csv(&entries), Some(f)),
-        (None, Some(f)) => (history::page(&entries, days), Some(f)),
+        (None, Some(f)) => (history::page(&entries, policy), Some(f)),
         (None, None) => (table(&entries), None),
     };
     match to {

@@ -197,8 +197,14 @@ impl Ui {
                 }
             }
             Action::RecentActivity => {
-                let days = self.state.agent.retention_days;
-                let opened = link_peeler_agent::history::write_page(&self.data_dir, days)
+                let policy = self
+                    .state
+                    .agent
+                    .policy
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_default();
+                let opened = link_peeler_agent::history::write_page(&self.data_dir, &policy)
                     .and_then(|page| open::path(&page));
                 if let Err(e) = opened {
                     dialogs::error(
@@ -299,8 +305,14 @@ impl Ui {
         if let Some(managed) = &v.managed {
             text.push_str(&format!("\n{managed}"));
         }
+        if let Some(policy) = &self.state.agent.policy {
+            text.push_str("\n\nLimits in force:");
+            for (key, value, source) in policy.rows() {
+                text.push_str(&format!("\n  {key}: {value} ({source})"));
+            }
+        }
         text.push_str(&format!(
-            "\nData and logs: {}\nLogs: {}",
+            "\n\nData and logs: {}\nLogs: {}",
             self.data_dir.display(),
             self.log_dir.display()
         ));

@@ -263,7 +263,7 @@ impl<'a> Host<'a> {
             };
         self.snapshot.managed = managed.keys();
         self.snapshot.organization = managed.organization.clone();
-        self.snapshot.retention_days = settings.policy.activity_retention_days.value;
+        self.snapshot.policy = Some(Arc::new(settings.policy.clone()));
         let creds = match tokio::task::spawn_blocking(|| credentials::load(None)).await {
             Ok(Ok((creds, _source))) => creds,
             Ok(Err(CredentialError::NotEnrolled)) if managed.can_enroll() => {

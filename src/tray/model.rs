@@ -60,8 +60,8 @@ pub struct Snapshot {
     pub paused: Vec<String>,
     /// The user's own pause is among the reasons (Resume is offered).
     pub user_paused: bool,
-    /// How many days "Recent activity" keeps.
-    pub retention_days: u32,
+    /// The policy in force, each value with its source (once settings are read).
+    pub policy: Option<std::sync::Arc<link_peeler_agent::control::Policy>>,
 }
 
 impl Default for Snapshot {
@@ -77,7 +77,7 @@ impl Default for Snapshot {
             organization: None,
             paused: Vec::new(),
             user_paused: false,
-            retention_days: 30,
+            policy: None,
         }
     }
 }

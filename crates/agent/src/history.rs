@@ -24,6 +24,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::Policy;
+
 /// Name of the activity file inside the data dir.
 pub const HISTORY_FILE: &str = "activity.jsonl";
 
@@ -216,12 +218,12 @@ pub fn read(data_dir: &Path, since_ms: i64) -> io::Result<Vec<Entry>> {
 /// Name of the rendered page inside the data dir.
 pub const PAGE_FILE: &str = "activity.html";
 
-/// Renders the page of the last `retention_days` into `<data_dir>/activity.html`
+/// Renders the page of the policy's retention into `<data_dir>/activity.html`
 /// (private, like the log) and returns its path, for a browser to open.
-pub fn write_page(data_dir: &Path, retention_days: u32) -> io::Result<PathBuf> {
-    let since = now_ms() - i64::from(retention_days) * DAY_MS;
+pub fn write_page(data_dir: &Path, policy: &Policy) -> io::Result<PathBuf> {
+    let since = now_ms() - i64::from(policy.activity_retention_days.value) * DAY_MS;
     let entries = read(data_dir, since)?;
-    let page = page(&entries, retention_days);
+    let page = page(&entries, policy);
     let to = data_dir.join(PAGE_FILE);
     crate::files::write_atomic(&to, page.as_bytes())?;
     Ok(to)
@@ -291,8 +293,8 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// [`html`] in this computer's time zone.
-pub fn page(entries: &[Entry], retention_days: u32) -> String {
-    html(entries, &jiff::tz::TimeZone::system(), retention_days)
+pub fn page(entries: &[Entry], policy: &Policy) -> String {
+    html(entries, &jiff::tz::TimeZone::system(), policy)
 }
 
 /// `2026-12-03 10:00:00` in this computer's time zone.
@@ -308,8 +310,17 @@ pub fn local_time(ms: i64) -> String {
 
 /// The "Recent activity" page: tasks and pause changes, newest first, in
 /// `tz`, with the CSV inside a download link (the page is a local file:
-/// the agent listens on no port). Everything from outside is escaped.
-pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, retention_days: u32) -> String {
+/// the agent listens on no port), and the limits in force with where each
+/// comes from. Everything from outside is escaped.
+pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, policy: &Policy) -> String {
+    let retention_days = policy.activity_retention_days.value;
+    let mut limits = String::new();
+    for (key, value, source) in policy.rows() {
+        limits.push_str(&format!(
+            "<tr><td><code>{key}</code></td><td>{}</td><td>{source}</td></tr>\n",
+            esc(&value)
+        ));
+    }
     let local = |ms: i64| match jiff::Timestamp::from_millisecond(ms) {
         Ok(t) => t
             .to_zoned(tz.clone())
@@ -382,6 +393,9 @@ p.note{{color:#555}}
 <h2>Pauses</h2>
 <table><tr><th>Time</th><th>State</th></tr>
 {pauses}</table>
+<h2>Limits in force</h2>
+<table><tr><th>Setting</th><th>Value</th><th>Set by</th></tr>
+{limits}</table>
 <p class=note>Only domains are kept, never full links. Change how long this is kept with <code>activity_retention_days</code> in config.toml.</p>
 </body></html>
 "#,
@@ -516,7 +530,7 @@ mod tests {
                 }),
             ],
             &jiff::tz::TimeZone::UTC,
-            30,
+            &Policy::default(),
         );
         assert!(!page.contains("<script>x"), "{page}");
         assert!(page.contains("&lt;script&gt;x&lt;/script&gt;.example"));
@@ -524,6 +538,8 @@ mod tests {
         assert!(page.contains("2026-05-28 20:26:40"));
         assert!(page.contains("Paused: on battery"));
         assert!(page.contains("1 link opened on this computer"));
+        assert!(page.contains("last 30 days"));
+        assert!(page.contains("<tr><td><code>max_links_per_hour</code></td><td>240</td><td>built-in default</td></tr>"), "{page}");
         assert!(page.contains(
             "download=\"link-peeler-activity.csv\" href=\"data:text/csv;charset=utf-8,time%2Ckind"
         ));

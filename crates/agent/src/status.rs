@@ -211,14 +211,9 @@ pub fn render(st: &Status) -> String {
             "Work:",
             match &c.decision {
                 Decision::Active => "active (policy allows work now)".into(),
-                Decision::Paused(reasons) => format!(
-                    "paused — {}",
-                    reasons
-                        .iter()
-                        .map(|r| r.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                d @ Decision::Paused(_) => {
+                    format!("paused — {}", d.describe(&jiff::Zoned::now()).join(", "))
+                }
             },
         );
         line(
@@ -230,6 +225,12 @@ pub fn render(st: &Status) -> String {
                 c.quota_left.bytes_today >> 20,
                 c.quota_left.bytes_this_month >> 20
             ),
+        );
+    }
+    for (i, (key, value, source)) in st.policy.rows().into_iter().enumerate() {
+        line(
+            if i == 0 { "Limits:" } else { "" },
+            format!("{key} = {value} ({source})"),
         );
     }
     line("Data dir:", st.data_dir.clone());

@@ -532,6 +532,54 @@ impl Policy {
         }
     }
 
+    /// Every setting as `(key, value in words, source)`, in the order
+    /// `config.toml` documents them — what `status` and the tray show.
+    pub fn rows(&self) -> Vec<(&'static str, String, Source)> {
+        let on = |e: &Effective<bool>| (if e.value { "on" } else { "off" }.to_owned(), e.source);
+        let n = |e: &Effective<u64>| (e.value.to_string(), e.source);
+        let mb = |e: &Effective<u64>| (format!("{} MiB", e.value >> 20), e.source);
+        let list = |e: &Effective<Domains>, empty: &str| {
+            let v = if e.value.0.is_empty() {
+                empty.to_owned()
+            } else {
+                e.value.0.join(", ")
+            };
+            (v, e.source)
+        };
+        let rows = [
+            ("pause_on_metered", on(&self.pause_on_metered)),
+            ("pause_on_battery", on(&self.pause_on_battery)),
+            (
+                "allowed_hours",
+                (
+                    self.allowed_hours.value.to_string(),
+                    self.allowed_hours.source,
+                ),
+            ),
+            (
+                "allowed_days",
+                (
+                    self.allowed_days.value.to_string(),
+                    self.allowed_days.source,
+                ),
+            ),
+            ("max_links_per_hour", n(&self.max_links_per_hour)),
+            ("max_links_per_day", n(&self.max_links_per_day)),
+            ("max_bytes_per_day", mb(&self.max_bytes_per_day)),
+            ("max_bytes_per_month", mb(&self.max_bytes_per_month)),
+            ("allow_domains", list(&self.allow_domains, "any")),
+            ("deny_domains", list(&self.deny_domains, "none")),
+            (
+                "activity_retention_days",
+                (
+                    self.activity_retention_days.value.to_string(),
+                    self.activity_retention_days.source,
+                ),
+            ),
+        ];
+        rows.into_iter().map(|(k, (v, s))| (k, v, s)).collect()
+    }
+
     /// Whether a request to `host` is allowed: not denied, and inside the
     /// allow list when there is one. Deny wins over allow.
     pub fn destination_allowed(&self, host: &str) -> bool {
@@ -779,5 +827,36 @@ mod tests {
         );
         assert_eq!(toml_name("Default"), None);
         assert_eq!(toml_name("RelayUrl"), None);
+    }
+
+    #[test]
+    fn rows_name_every_key_once_with_value_and_source() {
+        let p = Policy::merge(
+            &Layer {
+                max_links_per_hour: Some(7),
+                ..Default::default()
+            },
+            &Layer {
+                pause_on_battery: Some(false),
+                ..Default::default()
+            },
+            &Layer::default(),
+        );
+        let rows = p.rows();
+        assert_eq!(rows.len(), KEYS.len());
+        for (k, _) in KEYS {
+            assert_eq!(rows.iter().filter(|r| r.0 == k).count(), 1, "{k}");
+        }
+        let row = |k: &str| rows.iter().find(|r| r.0 == k).unwrap().clone();
+        assert_eq!(
+            row("max_links_per_hour"),
+            ("max_links_per_hour", "7".into(), Source::User)
+        );
+        assert_eq!(
+            row("pause_on_battery"),
+            ("pause_on_battery", "off".into(), Source::ManagedLocked)
+        );
+        assert_eq!(row("allow_domains").1, "any");
+        assert_eq!(row("max_bytes_per_day").1, "200 MiB");
     }
 }
