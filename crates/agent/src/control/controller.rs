@@ -20,7 +20,7 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 use link_peeler_wire::protocol::{AgentReport, QuotaLeft};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use url::Url;
 
 use super::decide::{self, Decision, Inputs, Periods, Reason, Sensors, UserPause};
@@ -124,7 +124,6 @@ pub struct Controller {
     inner: Mutex<Inner>,
     sensors: watch::Receiver<Sensors>,
     state: watch::Sender<ControlState>,
-    changed: Notify,
     data_dir: Option<PathBuf>,
     /// Held while the file is written, the counts read inside it: the last
     /// write always holds the latest counts.
@@ -162,7 +161,6 @@ impl Controller {
             ledger,
             inner: Mutex::new(Inner { saved }),
             sensors,
-            changed: Notify::new(),
             data_dir,
             saving: Mutex::new(()),
         };
@@ -227,7 +225,6 @@ impl Controller {
         self.inner().saved.set_user(u);
         self.save();
         self.decide_now();
-        self.changed.notify_waiters();
     }
 
     /// Pauses for `d` (the tray's "1 hour").
@@ -291,8 +288,9 @@ impl Controller {
         decision
     }
 
-    /// Waits until the decision may have changed: the user paused or
-    /// resumed, a sensor changed, a task finished, or the earliest instant
+    /// Waits until the decision may have changed: the published decision is
+    /// no longer `d` (the user paused or resumed, a task finished and
+    /// changed a quota), a sensor changed, or the earliest instant
     /// at which `d` ends by the clock (capped at a minute, so a clock
     /// change or a suspend is noticed).
     pub async fn changed(&self, d: &Decision) {
@@ -313,8 +311,11 @@ impl Controller {
         // original has seen, and the original only borrows, so after the
         // first reading `changed()` would return at once, every time.)
         let used = self.state.borrow().sensors;
+        let mut state = self.state.subscribe();
         tokio::select! {
-            _ = self.changed.notified() => {}
+            // A value comparison, not a notification: a change published
+            // before this wait began is seen too (no lost wake-up).
+            _ = state.wait_for(|s| s.decision != *d) => {}
             _ = sensors.wait_for(|s| *s != used), if alive => {}
             _ = tokio::time::sleep(wait) => {}
         }
@@ -401,7 +402,6 @@ impl Task {
             r.settle(&self.controller.clock.now(), counted);
             self.controller.save();
             self.controller.decide_now();
-            self.controller.changed.notify_waiters();
         }
     }
 
@@ -621,5 +621,22 @@ mod tests {
         let w: &dyn link_peeler_resolver::meter::Watch = &t;
         assert!(w.before_hop(&url("https://x.ads.example.com/")).is_err());
         assert!(w.before_hop(&url("https://example.com/")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_resume_published_before_the_wait_still_wakes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = controller(Policy::default(), dir.path(), "2026-06-01T10:00:00Z");
+        c.pause_until_resumed();
+        let paused = c.decide_now();
+        assert!(!paused.is_active());
+        // The tray's Resume lands between the runner's decision and its wait.
+        c.resume();
+        let woke = tokio::time::timeout(Duration::from_secs(5), c.changed(&paused)).await;
+        assert!(
+            woke.is_ok(),
+            "the wait missed the resume (it would sleep a minute)"
+        );
+        assert!(c.decide_now().is_active());
     }
 }
