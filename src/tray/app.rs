@@ -305,6 +305,13 @@ impl Ui {
         if let Some(managed) = &v.managed {
             text.push_str(&format!("\n{managed}"));
         }
+        if let Some(s) = &self.state.agent.sensors {
+            text.push_str(&format!(
+                "\nMetered network: {}\nOn battery: {}",
+                s.metered.words(),
+                s.on_battery.words()
+            ));
+        }
         if let Some(policy) = &self.state.agent.policy {
             text.push_str("\n\nLimits in force:");
             for (key, value, source) in policy.rows() {

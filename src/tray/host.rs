@@ -519,6 +519,7 @@ impl<'a> Host<'a> {
     fn show_control(&mut self, st: &ControlState, c: Option<&Controller>) {
         let Some(c) = c else { return };
         self.snapshot.paused = st.decision.describe(&c.now());
+        self.snapshot.sensors = Some(st.sensors);
         self.snapshot.user_paused = matches!(
             &st.decision,
             link_peeler_agent::control::Decision::Paused(rs)

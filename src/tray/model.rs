@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub paused: Vec<String>,
     /// The user's own pause is among the reasons (Resume is offered).
     pub user_paused: bool,
+    /// Metered network and battery as the running agent reads them.
+    pub sensors: Option<link_peeler_agent::control::Sensors>,
     /// The policy in force, each value with its source (once settings are read).
     pub policy: Option<std::sync::Arc<link_peeler_agent::control::Policy>>,
 }
@@ -78,6 +80,7 @@ impl Default for Snapshot {
             paused: Vec::new(),
             user_paused: false,
             policy: None,
+            sensors: None,
         }
     }
 }

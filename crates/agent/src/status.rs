@@ -6,6 +6,7 @@
 //! what to do about each problem.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ use super::assembly;
 use super::client::RelayClient;
 use super::config::{self, Overrides};
 use super::control::controller::{self, Clock, ControlState, Controller, Saved};
-use super::control::{Decision, Policy, Sensors};
+use super::control::{Decision, Policy, Sensors, sensors};
 use super::credentials;
 use super::lock;
 use super::outbox::Outbox;
@@ -137,16 +138,35 @@ pub fn gather(
     Ok(st)
 }
 
-/// What the controller would decide now from the saved counts and pause.
-/// Sensors are not read here (the running agent owns them): "unknown".
+/// What the controller would decide now from the saved counts and pause
+/// and the sensors as read now.
 fn control_state(policy: &Policy, data_dir: &Path) -> ControlState {
     let saved = controller::load(data_dir).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "control file unreadable");
         Saved::default()
     });
-    let (_tx, sensors) = tokio::sync::watch::channel(Sensors::default());
+    let (_tx, sensors) = tokio::sync::watch::channel(read_sensors());
     let c = Controller::new(policy.clone(), saved, sensors, Clock::System, None);
     c.watch().borrow().clone()
+}
+
+/// How long `status` waits for the platform's first sensor reading.
+const SENSOR_WAIT: Duration = Duration::from_millis(500);
+
+/// This computer's sensors as the platform reports them within
+/// [`SENSOR_WAIT`] ("unknown" where it does not answer).
+fn read_sensors() -> Sensors {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Sensors::default();
+    };
+    rt.block_on(async {
+        let mut rx = sensors::spawn();
+        let _ = tokio::time::timeout(SENSOR_WAIT, rx.changed()).await;
+        *rx.borrow()
+    })
 }
 
 /// The human-readable form.
@@ -216,6 +236,8 @@ pub fn render(st: &Status) -> String {
                 }
             },
         );
+        line("Metered:", c.sensors.metered.words().to_owned());
+        line("On battery:", c.sensors.on_battery.words().to_owned());
         line(
             "Quota left:",
             format!(

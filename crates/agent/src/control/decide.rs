@@ -22,6 +22,17 @@ pub enum Reading {
     Unknown,
 }
 
+impl Reading {
+    /// For people: "yes", "no", or that the computer does not say.
+    pub fn words(self) -> &'static str {
+        match self {
+            Reading::Yes => "yes",
+            Reading::No => "no",
+            Reading::Unknown => "unknown (this computer does not say)",
+        }
+    }
+}
+
 /// What the platform says about this computer right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
