@@ -73,15 +73,20 @@ fn table(entries: &[Entry]) -> String {
         let at = history::local_time(e.at_ms());
         let line = match e {
             Entry::Task(t) => format!(
-                "{at}  {:<10} {} -> {}  {} hops, {} bytes, for {}{}",
+                "{at}  {:<10} {} -> {}  {} hop{}, {} bytes, for {}{}",
                 t.conclusion,
                 t.input_domain,
                 t.final_domain,
                 t.hops,
+                if t.hops == 1 { "" } else { "s" },
                 t.bytes,
-                t.requester.as_deref().unwrap_or("?"),
+                t.requester
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("?"),
                 t.source
                     .as_deref()
+                    .filter(|s| !s.is_empty())
                     .map(|s| format!(" ({s})"))
                     .unwrap_or_default(),
             ),

@@ -342,8 +342,8 @@ pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, policy: &Policy) -> Stri
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>\n",
             local(t.at_ms),
-            esc(t.requester.as_deref().unwrap_or("—")),
-            esc(t.source.as_deref().unwrap_or("—")),
+            esc(label(&t.requester)),
+            esc(label(&t.source)),
             esc(&t.input_domain),
             esc(&t.final_domain),
             t.hops,
@@ -380,7 +380,7 @@ pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, policy: &Policy) -> Stri
 <style>
 body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}}
+td,th{{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left;white-space:nowrap}}
 td.n{{text-align:right}} th{{background:#f4f4f4}}
 p.note{{color:#555}}
 </style></head><body>
@@ -405,6 +405,11 @@ p.note{{color:#555}}
             format!("{} links", tasks.len())
         },
     )
+}
+
+/// A label from the relay, "—" when it sent none (or an empty one).
+fn label(s: &Option<String>) -> &str {
+    s.as_deref().filter(|s| !s.is_empty()).unwrap_or("—")
 }
 
 /// Escapes text for HTML.

@@ -668,8 +668,8 @@ fn task_entry(task: &Task, result: &ResolutionResult, bytes: u64) -> Entry {
     Entry::Task(TaskEntry {
         at_ms: history::now_ms(),
         task_id: task.task_id.clone(),
-        requester: task.api_key_name.clone(),
-        source: task.source.clone(),
+        requester: task.api_key_name.clone().filter(|s| !s.is_empty()),
+        source: task.source.clone().filter(|s| !s.is_empty()),
         input_domain: history::domain(&result.input_url),
         final_domain: history::domain(&result.final_url),
         hops: result.hops.len(),
