@@ -9,17 +9,17 @@
 //! an API that fails) reads "unknown", which never pauses the agent: a
 //! guess would stop work that the user wanted done.
 //!
-//! - Linux ([`linux`]): NetworkManager's `Metered`, UPower's `OnBattery` and
+//! - Linux (`linux.rs`): NetworkManager's `Metered`, UPower's `OnBattery` and
 //!   power-profiles-daemon's `ActiveProfile` (`power-saver` is battery saver)
 //!   on the system D-Bus, re-read whenever one of them announces a property
 //!   change (`PropertiesChanged`), starts or stops (`NameOwnerChanged`), and
 //!   after the computer resumes from sleep (logind's `PrepareForSleep(false)`).
-//! - Windows ([`windows`]): the internet connection profile's cost
+//! - Windows (`windows.rs`): the internet connection profile's cost
 //!   (`NetworkCostType`, roaming, over the data limit) and
 //!   `GetSystemPowerStatus` (AC line, battery saver), re-read on
 //!   `NetworkStatusChanged` and on powrprof callbacks for the power source,
 //!   battery saver and resume.
-//! - macOS ([`macos`]): Network.framework's path monitor (an expensive or
+//! - macOS (`macos.rs`): Network.framework's path monitor (an expensive or
 //!   constrained path is metered) and IOKit's providing power source, plus
 //!   Low Power Mode, re-read on path updates and on the power source and
 //!   Low Power Mode notifications. This code is type-checked and linted for
