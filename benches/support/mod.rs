@@ -95,6 +95,21 @@ pub fn spawn_agent(
     creds: &(String, String),
     capacity: u32,
 ) -> Child {
+    agent_command(root, name, relay_url, creds, capacity)
+        .spawn()
+        .expect("agent")
+}
+
+/// The `link-peeler run --headless` command [`spawn_agent`] runs: a private
+/// home under `root/name`, credentials from the environment, killed on drop.
+/// A bench adds its own environment before spawning it.
+pub fn agent_command(
+    root: &Path,
+    name: &str,
+    relay_url: &str,
+    creds: &(String, String),
+    capacity: u32,
+) -> Command {
     let home = root.join(name);
     std::fs::create_dir_all(&home).expect("home");
     // The user's quotas (issue 16) would stop a benchmark after a few
@@ -104,26 +119,25 @@ pub fn spawn_agent(
         "max_links_per_hour = 10000000\nmax_links_per_day = 10000000\nmax_bytes_per_day = \"1TB\"\nmax_bytes_per_month = \"1TB\"\n",
     )
     .expect("config");
-    Command::new(AGENT_BIN)
-        .args([
-            "run",
-            "--headless",
-            "--allow-network",
-            "127.0.0.0/8",
-            "--relay",
-            relay_url,
-        ])
-        .args(["--capacity", &capacity.to_string()])
-        .env("LINK_PEELER_CONFIG", home.join("config.toml"))
-        .env("LINK_PEELER_DATA_DIR", home.join("data"))
-        .env("LINK_PEELER_DEVICE_ID", &creds.0)
-        .env("LINK_PEELER_DEVICE_SECRET", &creds.1)
-        .env("LINK_PEELER_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("agent")
+    let mut cmd = Command::new(AGENT_BIN);
+    cmd.args([
+        "run",
+        "--headless",
+        "--allow-network",
+        "127.0.0.0/8",
+        "--relay",
+        relay_url,
+    ])
+    .args(["--capacity", &capacity.to_string()])
+    .env("LINK_PEELER_CONFIG", home.join("config.toml"))
+    .env("LINK_PEELER_DATA_DIR", home.join("data"))
+    .env("LINK_PEELER_DEVICE_ID", &creds.0)
+    .env("LINK_PEELER_DEVICE_SECRET", &creds.1)
+    .env("LINK_PEELER_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    cmd
 }
 
 pub fn cpu_ticks(pid: u32) -> u64 {
