@@ -653,12 +653,7 @@ async fn resolve_task<R: LinkResolver>(
 /// Waits until `control` says paused (for ever without one).
 async fn paused(control: Option<&Arc<Controller>>) {
     match control {
-        Some(c) => {
-            let mut rx = c.watch();
-            if rx.wait_for(|s| !s.decision.is_active()).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        Some(c) => c.until_paused().await,
         None => std::future::pending().await,
     }
 }

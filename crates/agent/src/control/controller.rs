@@ -321,6 +321,32 @@ impl Controller {
         }
     }
 
+    /// Returns once the agent should take no more work: the published
+    /// decision turns to paused (the user, a finished task's quota), or a
+    /// sensor reading arrives that makes it paused (a metered network
+    /// joined during a held poll, the first reading after start-up). For
+    /// the runner's held poll, which it then drops.
+    pub async fn until_paused(&self) {
+        let mut state = self.state.subscribe();
+        let mut sensors = self.sensors.clone();
+        loop {
+            let used = self.state.borrow().sensors;
+            if *self.sensors.borrow() != used && !self.decide_now().is_active() {
+                return;
+            }
+            let alive = sensors.has_changed().is_ok();
+            let gone = tokio::select! {
+                _ = state.wait_for(|s| !s.decision.is_active()) => return,
+                r = sensors.wait_for(|s| *s != used), if alive => r.is_err(),
+            };
+            if gone {
+                // No sensor source any more: only the published decision counts.
+                let _ = state.wait_for(|s| !s.decision.is_active()).await;
+                return;
+            }
+        }
+    }
+
     /// The state report sent with each poll (protocol.md §4.2).
     pub fn report(&self) -> AgentReport {
         let s = self.state.borrow().clone();
@@ -638,5 +664,43 @@ mod tests {
             "the wait missed the resume (it would sleep a minute)"
         );
         assert!(c.decide_now().is_active());
+    }
+
+    #[tokio::test]
+    async fn a_metered_reading_during_a_held_poll_ends_the_wait() {
+        use crate::control::Reading;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, sensors) = watch::channel(Sensors::default());
+        let c = Controller::new(
+            Policy::default(),
+            Saved::default(),
+            sensors,
+            Clock::Fixed(at("2026-06-01T10:00:00Z")),
+            Some(dir.path().to_path_buf()),
+        );
+        assert!(c.decide_now().is_active());
+        let short = Duration::from_millis(200);
+        // A reading that does not pause keeps the poll.
+        tx.send_replace(Sensors {
+            metered: Reading::No,
+            on_battery: Reading::No,
+        });
+        assert!(tokio::time::timeout(short, c.until_paused()).await.is_err());
+        // Joining a metered network ends it, and the decision says why.
+        let waiting = tokio::spawn({
+            let c = c.clone();
+            async move { c.until_paused().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send_replace(Sensors {
+            metered: Reading::Yes,
+            on_battery: Reading::No,
+        });
+        let done = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(matches!(done, Ok(Ok(()))), "{done:?}");
+        assert_eq!(
+            c.watch().borrow().decision,
+            Decision::Paused(vec![Reason::MeteredNetwork])
+        );
     }
 }
