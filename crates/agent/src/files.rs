@@ -166,6 +166,20 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Test helper: `path` is a file only its owner may read and write (Unix).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test helper: a panic is a failure report
+pub(crate) fn assert_private_file(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, PRIVATE_FILE_MODE, "{}", path.display());
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -468,15 +468,7 @@ mod tests {
         let all = read(dir.path(), 0).unwrap();
         assert_eq!(all, vec![task(day0 + 3 * DAY_MS, "new.example")]);
         assert!(read(dir.path(), day0 + 3 * DAY_MS + 1).unwrap().is_empty());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path(dir.path()))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        crate::files::assert_private_file(&path(dir.path()));
     }
 
     #[test]

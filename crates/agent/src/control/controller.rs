@@ -540,15 +540,7 @@ mod tests {
         let restarted = controller(Policy::default(), dir.path(), "2026-06-01T10:00:00Z");
         assert!(restarted.decide_now().is_active());
         assert!(c.decide_now().is_active());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path(dir.path()))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        crate::files::assert_private_file(&path(dir.path()));
     }
 
     #[test]
