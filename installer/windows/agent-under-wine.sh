@@ -8,7 +8,8 @@
 #
 #   1. `link-peeler.exe enroll` stores the device credentials in wine's
 #      Credential Manager (CredWriteW; wine keeps them, encrypted, under
-#      HKCU\Software\Wine\Credential Manager), and `status --json` says enrolled;
+#      HKCU\Software\Wine\Credential Manager), and `status --json` says enrolled
+#      and shows the Windows sensors' readings (power status read, metered unknown);
 #   2. `link-peeler.exe run --headless --allow-network 127.0.0.0/8` long-polls the
 #      relay, resolves a signed job for /start (302 Location → /meta, a
 #      <meta refresh> → /final) and posts the result; the job reads `done`,
@@ -154,8 +155,12 @@ assert st["deviceId"] == device, st
 assert st["credentialSource"] == "OS keychain", st
 assert st["relay"].rstrip("/") == relay.rstrip("/"), st
 assert st["relayReachable"] is True, st
+# The Windows sensors ran: GetSystemPowerStatus answers under wine (mains
+# power: "no"); wine has no WinRT connection cost, so metered is "unknown".
+sensors = st["control"]["sensors"]
+assert sensors == {"metered": "unknown", "onBattery": "no"}, sensors
 EOF
-pass "status --json under wine: enrolled as $device_id (OS keychain), relay reachable"
+pass "status --json under wine: enrolled as $device_id (OS keychain), relay reachable, sensors read (on battery: no, metered: unknown)"
 status_text="$(lp status 2>&1 | tr -d '\r')" || fail "status: $status_text"
 grep -q "^Enrolled: *yes, device $device_id (OS keychain)" <<<"$status_text" || fail "status: $status_text"
 pass "status under wine: \"$(grep '^Enrolled:' <<<"$status_text" | tr -s ' ')\""

@@ -74,7 +74,31 @@ mod platform {
     /// Battery saver turned on or off (winnt.h).
     const GUID_POWER_SAVING_STATUS: GUID = GUID::from_u128(0xe00958c0_c213_4ace_ac77_fecced2eeea5);
 
+    /// Whether this is wine, not Windows. Wine (8) ships
+    /// `windows.networking.dll` as a stub: activating `NetworkInformation`
+    /// aborts the whole process (an unimplemented-function exception, not an
+    /// error a caller could handle), so under wine the metered reading is
+    /// "unknown" and no network events are registered. Wine marks itself
+    /// with the `wine_get_version` export of ntdll.
+    fn under_wine() -> bool {
+        use ::windows::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+        use ::windows::core::{s, w};
+        static WINE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *WINE.get_or_init(|| {
+            // SAFETY: both names are static NUL-terminated strings; ntdll is
+            // loaded in every process and never unloaded while it runs.
+            unsafe {
+                GetModuleHandleW(w!("ntdll.dll"))
+                    .map(|m| GetProcAddress(m, s!("wine_get_version")).is_some())
+                    .unwrap_or(false)
+            }
+        })
+    }
+
     fn read_metered() -> Reading {
+        if under_wine() {
+            return Reading::Unknown;
+        }
         let cost = || -> ::windows::core::Result<Reading> {
             // Fails (a null profile) when no connection reaches the internet.
             let profile = NetworkInformation::GetInternetConnectionProfile()?;
@@ -220,6 +244,10 @@ mod platform {
 
     impl NetworkEvents {
         fn register(wake: &Arc<Notify>) -> Self {
+            if under_wine() {
+                tracing::info!("running under wine: metered network is unknown (no WinRT networking)");
+                return Self(None);
+            }
             let wake = Arc::clone(wake);
             let handler = NetworkStatusChangedEventHandler::new(move |_| {
                 wake.notify_one();
