@@ -245,7 +245,9 @@ mod platform {
     impl NetworkEvents {
         fn register(wake: &Arc<Notify>) -> Self {
             if under_wine() {
-                tracing::info!("running under wine: metered network is unknown (no WinRT networking)");
+                tracing::info!(
+                    "running under wine: metered network is unknown (no WinRT networking)"
+                );
                 return Self(None);
             }
             let wake = Arc::clone(wake);
