@@ -352,11 +352,21 @@ async fn tray_app_enrolls_resolves_pauses_resumes_and_quits() {
     assert!(html.contains("1 link opened"), "{html}");
     assert!(html.contains("<td>127.0.0.1</td>"), "{html}");
     assert!(html.contains("Paused: by you until "), "{html}");
-    assert!(html.contains("Export as CSV"), "{html}");
-    {
+    assert!(
+        html.contains("href=\"activity.csv\">Export as CSV</a>"),
+        "{html}"
+    );
+    let csv_path = th.agent.data_dir().join("activity.csv");
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(
+        csv.contains(",task,") && csv.contains(",127.0.0.1,127.0.0.1,"),
+        "{csv}"
+    );
+    assert!(csv.contains(",paused,by you until "), "{csv}");
+    for file in [&page, &csv_path] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&page).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
     }
 
     // 6. A second launch does not start a second agent; it says so.

@@ -217,13 +217,22 @@ pub fn read(data_dir: &Path, since_ms: i64) -> io::Result<Vec<Entry>> {
 
 /// Name of the rendered page inside the data dir.
 pub const PAGE_FILE: &str = "activity.html";
+/// Name of the CSV export beside it (the page's "Export as CSV" link).
+pub const CSV_FILE: &str = "activity.csv";
 
-/// Renders the page of the policy's retention into `<data_dir>/activity.html`
-/// (private, like the log) and returns its path, for a browser to open.
+/// The page shows at most this many links and as many pause changes (the
+/// newest); the CSV has them all.
+pub const MAX_PAGE_ROWS: usize = 500;
+
+/// Renders the policy's retention into `<data_dir>/activity.csv` and
+/// `<data_dir>/activity.html` (private, like the log; the page links to the
+/// CSV beside it, which any size of history fits) and returns the page's
+/// path, for a browser to open.
 pub fn write_page(data_dir: &Path, policy: &Policy) -> io::Result<PathBuf> {
     let since = now_ms() - i64::from(policy.activity_retention_days.value) * DAY_MS;
     let entries = read(data_dir, since)?;
-    let page = page(&entries, policy);
+    crate::files::write_atomic(&data_dir.join(CSV_FILE), csv(&entries).as_bytes())?;
+    let page = html(&entries, &jiff::tz::TimeZone::system(), policy, CSV_FILE);
     let to = data_dir.join(PAGE_FILE);
     crate::files::write_atomic(&to, page.as_bytes())?;
     Ok(to)
@@ -292,9 +301,16 @@ pub fn rfc3339(ms: i64) -> String {
     }
 }
 
-/// [`html`] in this computer's time zone.
+/// [`html`] in this computer's time zone, standing alone: the CSV is
+/// inside the page's link (`link-peeler activity --html`).
 pub fn page(entries: &[Entry], policy: &Policy) -> String {
-    html(entries, &jiff::tz::TimeZone::system(), policy)
+    let data = format!(
+        "data:text/csv;charset=utf-8,{}",
+        url::form_urlencoded::byte_serialize(csv(entries).as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    );
+    html(entries, &jiff::tz::TimeZone::system(), policy, &data)
 }
 
 /// `2026-12-03 10:00:00` in this computer's time zone.
@@ -308,11 +324,11 @@ pub fn local_time(ms: i64) -> String {
     }
 }
 
-/// The "Recent activity" page: tasks and pause changes, newest first, in
-/// `tz`, with the CSV inside a download link (the page is a local file:
-/// the agent listens on no port), and the limits in force with where each
-/// comes from. Everything from outside is escaped.
-pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, policy: &Policy) -> String {
+/// The "Recent activity" page: the newest [`MAX_PAGE_ROWS`] tasks and pause
+/// changes, newest first, in `tz`, an "Export as CSV" link to `csv_href`
+/// (the page is a local file: the agent listens on no port), and the limits
+/// in force with where each comes from. Everything from outside is escaped.
+pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, policy: &Policy, csv_href: &str) -> String {
     let retention_days = policy.activity_retention_days.value;
     let mut limits = String::new();
     for (key, value, source) in policy.rows() {
@@ -338,7 +354,7 @@ pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, policy: &Policy) -> Stri
         .collect();
     let bytes: u64 = tasks.iter().map(|t| t.bytes).sum();
     let mut rows = String::new();
-    for t in &tasks {
+    for t in tasks.iter().take(MAX_PAGE_ROWS) {
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>\n",
             local(t.at_ms),
@@ -352,7 +368,12 @@ pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, policy: &Policy) -> Stri
         ));
     }
     let mut pauses = String::new();
-    for e in entries.iter().rev() {
+    let states = entries
+        .iter()
+        .rev()
+        .filter(|e| matches!(e, Entry::State(_)))
+        .take(MAX_PAGE_ROWS);
+    for e in states {
         if let Entry::State(s) = e {
             let what = if s.state == "active" {
                 "Working".to_owned()
@@ -366,12 +387,15 @@ pub fn html(entries: &[Entry], tz: &jiff::tz::TimeZone, policy: &Policy) -> Stri
             ));
         }
     }
-    let csv_link = format!(
-        "data:text/csv;charset=utf-8,{}",
-        url::form_urlencoded::byte_serialize(csv(entries).as_bytes())
-            .collect::<String>()
-            .replace('+', "%20")
-    );
+    let shown = if tasks.len() > MAX_PAGE_ROWS {
+        format!(
+            "<p class=note>The newest {MAX_PAGE_ROWS} of {} links; the CSV has them all.</p>\n",
+            tasks.len()
+        )
+    } else {
+        String::new()
+    };
+    let csv_link = esc(csv_href);
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -388,7 +412,7 @@ p.note{{color:#555}}
 <p>{count} opened on this computer for others, {bytes} bytes downloaded (last {retention_days} days; kept in a file only you can read).
 <a download="link-peeler-activity.csv" href="{csv_link}">Export as CSV</a></p>
 <h2>Links</h2>
-<table><tr><th>Time</th><th>Requested by</th><th>Source</th><th>Link domain</th><th>Final domain</th><th>Hops</th><th>Bytes</th><th>Conclusion</th></tr>
+{shown}<table><tr><th>Time</th><th>Requested by</th><th>Source</th><th>Link domain</th><th>Final domain</th><th>Hops</th><th>Bytes</th><th>Conclusion</th></tr>
 {rows}</table>
 <h2>Pauses</h2>
 <table><tr><th>Time</th><th>State</th></tr>
@@ -528,6 +552,7 @@ mod tests {
             ],
             &jiff::tz::TimeZone::UTC,
             &Policy::default(),
+            "data:text/csv;charset=utf-8,time%2Ckind",
         );
         assert!(!page.contains("<script>x"), "{page}");
         assert!(page.contains("&lt;script&gt;x&lt;/script&gt;.example"));
@@ -540,5 +565,31 @@ mod tests {
         assert!(page.contains(
             "download=\"link-peeler-activity.csv\" href=\"data:text/csv;charset=utf-8,time%2Ckind"
         ));
+    }
+
+    #[test]
+    fn the_written_page_links_the_csv_beside_it_and_shows_the_newest_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::new(dir.path(), 30);
+        let start = now_ms() - 3_600_000;
+        let n = MAX_PAGE_ROWS + 20;
+        for i in 0..n {
+            h.append(&task(start + i as i64, &format!("d{i}.example")));
+        }
+        let page_path = write_page(dir.path(), &Policy::default()).unwrap();
+        assert_eq!(page_path, dir.path().join(PAGE_FILE));
+        let page = std::fs::read_to_string(&page_path).unwrap();
+        assert!(page.contains(&format!("href=\"{CSV_FILE}\"")), "{page}");
+        assert!(page.contains(&format!("The newest {MAX_PAGE_ROWS} of {n} links")));
+        assert!(page.contains(&format!("<td>d{}.example</td>", n - 1)));
+        assert!(
+            !page.contains("<td>d0.example</td>"),
+            "the oldest rows are left to the CSV"
+        );
+        let csv = std::fs::read_to_string(dir.path().join(CSV_FILE)).unwrap();
+        assert_eq!(csv.lines().count(), n + 1);
+        assert!(csv.contains(",d0.example,"));
+        crate::files::assert_private_file(&page_path);
+        crate::files::assert_private_file(&dir.path().join(CSV_FILE));
     }
 }

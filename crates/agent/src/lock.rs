@@ -117,6 +117,7 @@ fn make_agent_files_private(data_dir: &Path) -> Vec<String> {
         crate::control::controller::CONTROL_FILE,
         crate::history::HISTORY_FILE,
         crate::history::PAGE_FILE,
+        crate::history::CSV_FILE,
     ];
     for name in files {
         let path = data_dir.join(name);
