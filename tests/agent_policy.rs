@@ -112,6 +112,25 @@ async fn a_reached_quota_stops_the_agent_and_the_relay_shows_why() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--days"));
+    let both = home
+        .command(&["activity", "--csv", "-", "--html", "-"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+    let nowhere = tmp.path().join("no-such-dir").join("activity.csv");
+    let unwritable = home
+        .command(&["activity", "--csv", nowhere.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(unwritable.status.code(), Some(1), "{unwritable:?}");
+    let err = String::from_utf8_lossy(&unwritable.stderr);
+    assert!(
+        err.contains("cannot write") && err.contains("no-such-dir"),
+        "{err}"
+    );
+    assert!(!nowhere.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
